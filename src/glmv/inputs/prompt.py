@@ -1,0 +1,145 @@
+"""From OpenAI/Z.AI-style messages to model inputs: token ids, media tensors and M-RoPE positions.
+
+1. Media parts are pulled out of the messages in order and loaded (images, videos).
+2. The checkpoint's chat template renders the conversation; each image item leaves one
+   `<|image|>` and each video item one `<|video|>` in the text.
+3. Each `<|image|>` is repeated once per merged patch; each `<|video|>` becomes one
+   `<|begin_of_image|><|image|>*n<|end_of_image|>{second}` group per frame pair.
+4. The text is tokenized, and the 3D positions are computed from the media grids.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import ModelConfig
+from ..model.modeling import rope_positions
+from .chat_template import render_chat_template
+from .media import MediaError, MediaLimits, load_image, load_video
+from .processor import ProcessorConfig, process_image, process_video
+from .tokenizer import Tokenizer
+
+ROLES = ("system", "user", "assistant", "tool", "observation")
+
+
+@dataclass
+class MediaItem:
+    kind: str  # "image" or "video"
+    pixel_values: torch.Tensor  # [patches, C*T*p*p] float32
+    grid: tuple[int, int, int]  # (t, h, w) in patches; t = frame pairs for a video
+    timestamps: list[float] = field(default_factory=list)  # video: seconds of each sampled frame
+
+    @property
+    def num_tokens(self) -> int:
+        t, h, w = self.grid
+        return t * h * w // 4
+
+    @property
+    def content_hash(self) -> str:
+        """Identity of the media content, for caches."""
+        return hashlib.blake2b(self.pixel_values.numpy().tobytes(), digest_size=16).hexdigest()
+
+
+@dataclass
+class Prompt:
+    token_ids: list[int]
+    media: list[MediaItem]
+    positions: torch.Tensor  # [3, len(token_ids)]
+    rope_delta: int  # decode position = index + rope_delta on all three axes
+    text: str
+
+
+def split_media(messages: list[dict], limits: MediaLimits, proc: ProcessorConfig) -> tuple[list[dict], list[MediaItem]]:
+    """Messages as the template wants them ({"type": "image"} items), and the loaded media in order."""
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list")
+    out, media = [], []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or msg.get("role") not in ROLES:
+            raise ValueError(f"messages[{i}] needs a role among {', '.join(ROLES)}")
+        msg = {k: v for k, v in msg.items() if v is not None}
+        content = msg.get("content", "")
+        if isinstance(content, list):
+            items = []
+            for j, part in enumerate(content):
+                items.append(_part(part, f"messages[{i}].content[{j}]", limits, proc, media))
+            msg["content"] = items
+        elif not isinstance(content, str):
+            raise ValueError(f"messages[{i}].content must be a string or a list of parts")
+        out.append(msg)
+    return out, media
+
+
+def _part(part, where: str, limits: MediaLimits, proc: ProcessorConfig, media: list[MediaItem]) -> dict:
+    if not isinstance(part, dict):
+        raise ValueError(f"{where} must be an object")
+    kind = part.get("type")
+    if kind == "text":
+        if not isinstance(part.get("text"), str):
+            raise ValueError(f"{where}.text must be a string")
+        return {"type": "text", "text": part["text"]}
+    if kind in ("image_url", "image"):
+        ref = part.get("image_url", part.get("image"))
+        url = ref.get("url") if isinstance(ref, dict) else ref
+        try:
+            pixels, grid = process_image(load_image(url, limits), proc)
+        except MediaError as exc:
+            raise MediaError(f"{where}: {exc}") from exc
+        media.append(MediaItem("image", torch.from_numpy(pixels), grid))
+        return {"type": "image"}
+    if kind in ("video_url", "video"):
+        ref = part.get("video_url", part.get("video"))
+        opts = ref if isinstance(ref, dict) else {"url": ref}
+        try:
+            video = load_video(opts.get("url"), proc, limits, fps=opts.get("fps"), max_frames=opts.get("max_frames"))
+        except MediaError as exc:
+            raise MediaError(f"{where}: {exc}") from exc
+        pixels, grid = process_video(video.frames, proc)
+        media.append(MediaItem("video", torch.from_numpy(pixels), grid, video.timestamps))
+        return {"type": "video"}
+    raise ValueError(f"{where} has unsupported type {kind!r}")
+
+
+class PromptBuilder:
+    def __init__(self, tokenizer: Tokenizer, template: str, model_config: ModelConfig, processor: ProcessorConfig,
+                 limits: MediaLimits | None = None):
+        self.tokenizer, self.template, self.config, self.processor = tokenizer, template, model_config, processor
+        self.limits = limits or MediaLimits()
+        tok = tokenizer.id_to_token
+        self.image_token, self.video_token = tok(model_config.image_token_id), tok(model_config.video_token_id)
+        self.image_start, self.image_end = tok(model_config.image_start_token_id), tok(model_config.image_end_token_id)
+
+    def render(self, messages: list[dict], thinking: bool = True, tools: list[dict] | None = None,
+               add_generation_prompt: bool = True) -> str:
+        return render_chat_template(self.template, messages, add_generation_prompt=add_generation_prompt, tools=tools,
+                                    enable_thinking=thinking, **self.tokenizer.special_tokens())
+
+    def build(self, messages: list[dict], thinking: bool = True, tools: list[dict] | None = None,
+              add_generation_prompt: bool = True) -> Prompt:
+        template_messages, media = split_media(messages, self.limits, self.processor)
+        text = self.expand(self.render(template_messages, thinking, tools, add_generation_prompt), media)
+        ids = self.tokenizer.encode(text)
+        positions, delta = rope_positions(ids, [m.grid for m in media], self.config)
+        return Prompt(ids, media, positions, delta, text)
+
+    def expand(self, text: str, media: list[MediaItem]) -> str:
+        """Replace each media placeholder, in order, by the tokens of its item."""
+        pieces, rest = [], text
+        for item in media:
+            marker = self.image_token if item.kind == "image" else self.video_token
+            before, found, rest = rest.partition(marker)
+            if not found:
+                raise ValueError(f"the chat template did not place the {item.kind} in the prompt")
+            pieces.append(before)
+            if item.kind == "image":
+                pieces.append(self.image_token * item.num_tokens)
+            else:
+                per_frame = item.grid[1] * item.grid[2] // 4
+                seconds = item.timestamps[::2]
+                for k in range(item.grid[0]):
+                    pieces.append(f"{self.image_start}{self.image_token * per_frame}{self.image_end}{int(seconds[k])}")
+        if self.image_token in rest or self.video_token in rest:
+            raise ValueError("the prompt has more media placeholders than media items")
+        return "".join(pieces) + rest

@@ -1,0 +1,166 @@
+"""Load official GLM-V checkpoints (safetensors, single file or sharded) into glmv's model.
+
+The model is built on the meta device and materialised once, in its final dtype and on its final
+device; each checkpoint tensor is then copied straight into its slot, shard by shard. Peak memory
+stays near the model's own size plus one shard mapping. Checkpoint keys are the official ones;
+fused parameters (qkv, gate_up, stacked experts) are filled slice by slice.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from tqdm import tqdm
+
+from ..config import CheckpointError, ModelConfig
+from .modeling import GlmvForConditionalGeneration
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+FP32_BUFFERS = ("e_score_correction_bias",)
+
+_LAYER = re.compile(r"^model\.language_model\.layers\.(\d+)\.")
+_EXPERT = re.compile(r"^(.*\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight$")
+_QKV = re.compile(r"^(.*\.self_attn)\.(q|k|v)_proj\.(weight|bias)$")
+_GATE_UP = re.compile(r"^(.*)\.(gate|up)_proj\.weight$")
+
+
+@dataclass
+class Slot:
+    """Where a checkpoint tensor goes: a parameter (or buffer) name and an index into it."""
+    name: str
+    index: tuple = ()
+    reshape: str | None = None  # "patch_embed" or "downsample": conv kernels stored as linears
+
+
+def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def slot_for(key: str, model: GlmvForConditionalGeneration) -> Slot | None:
+    """Map an official checkpoint key to its place in glmv's model; None for keys to skip."""
+    cfg = model.config.text
+    layer = _LAYER.match(key)
+    if layer and int(layer.group(1)) >= cfg.num_hidden_layers:
+        return None  # multi-token-prediction layers (model.language_model.layers.46.*): not used for decoding
+    if m := _EXPERT.match(key):
+        prefix, expert, part = m.group(1), int(m.group(2)), m.group(3)
+        inter = cfg.moe_intermediate_size
+        if part == "down":
+            return Slot(f"{prefix}.down_proj", (expert,))
+        return Slot(f"{prefix}.gate_up_proj", (expert, slice(0, inter) if part == "gate" else slice(inter, 2 * inter)))
+    if m := _QKV.match(key):
+        q, kv = cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim
+        rows = {"q": slice(0, q), "k": slice(q, q + kv), "v": slice(q + kv, q + 2 * kv)}[m.group(2)]
+        return Slot(f"{m.group(1)}.qkv_proj.{m.group(3)}", (rows,))
+    if m := _GATE_UP.match(key):
+        name = f"{m.group(1)}.gate_up_proj.weight"
+        param = model.get_parameter(name) if _has(model, name) else None
+        if param is None:
+            return Slot(key)  # reported as unexpected
+        half = param.shape[0] // 2
+        return Slot(name, (slice(0, half) if m.group(2) == "gate" else slice(half, 2 * half),))
+    if key == "model.visual.patch_embed.proj.weight":
+        return Slot(key, reshape="patch_embed")
+    if key == "model.visual.downsample.weight":
+        return Slot(key, reshape="downsample")
+    return Slot(key)
+
+
+def _has(model, name: str) -> bool:
+    try:
+        model.get_parameter(name)
+        return True
+    except AttributeError:
+        return False
+
+
+def _reshape(tensor: torch.Tensor, how: str | None) -> torch.Tensor:
+    if how == "patch_embed":  # Conv3d [out, C, T, p, p] -> Linear [out, C*T*p*p]
+        return tensor.reshape(tensor.shape[0], -1)
+    if how == "downsample":  # Conv2d [out, C, m, m] -> Linear over (row, col, channel) [out, m*m*C]
+        return tensor.permute(0, 2, 3, 1).reshape(tensor.shape[0], -1)
+    return tensor
+
+
+def checkpoint_files(path: Path) -> list[Path]:
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError) as exc:
+            raise CheckpointError(f"{index} is not a valid safetensors index: {exc}") from exc
+        files = [path / name for name in sorted(set(weight_map.values()))]
+    elif (path / "model.safetensors").is_file():
+        files = [path / "model.safetensors"]
+    else:
+        raise CheckpointError(f"no model.safetensors or model.safetensors.index.json in {path}")
+    for f in files:
+        if not f.is_file():
+            raise CheckpointError(f"checkpoint shard {f} is missing")
+    return files
+
+
+def load_model(path: str | Path, dtype: str | torch.dtype = "bfloat16", device: str | torch.device = "cpu",
+               progress: bool = True) -> GlmvForConditionalGeneration:
+    path = Path(path)
+    dtype, device = parse_dtype(dtype), torch.device(device)
+    config = ModelConfig.from_pretrained(path)
+    files = checkpoint_files(path)
+
+    with torch.device("meta"):
+        model = GlmvForConditionalGeneration(config)
+    model.to(dtype)
+    for name, buf in model.named_buffers():
+        if name.endswith(FP32_BUFFERS):
+            buf.data = buf.data.float()
+    model.to_empty(device=device)
+    model.eval().requires_grad_(False)
+
+    targets = dict(model.named_parameters()) | dict(model.named_buffers())
+    filled = {name: 0 for name in targets}
+    total = 0
+    for f in files:
+        with safe_open(f, framework="pt") as handle:
+            total += len(handle.keys())
+    bar = tqdm(total=total, desc=f"Loading {path.name}", unit="tensor", disable=not progress)
+    for f in files:
+        try:
+            with safe_open(f, framework="pt", device=str(device)) as handle:
+                for key in handle.keys():
+                    _load_tensor(model, targets, filled, key, handle.get_tensor(key), f)
+                    bar.update(1)
+        except SafetensorError as exc:
+            raise CheckpointError(f"cannot read {f}: {exc}") from exc
+    bar.close()
+
+    if config.tie_word_embeddings and filled["lm_head.weight"] == 0:
+        model.lm_head.weight = model.model.language_model.embed_tokens.weight
+        filled["lm_head.weight"] = model.lm_head.weight.numel()
+    missing = [name for name, count in filled.items() if count != targets[name].numel()]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks tensors for: {', '.join(missing[:10])}"
+                              + (f" and {len(missing) - 10} more" if len(missing) > 10 else ""))
+    return model
+
+
+def _load_tensor(model, targets, filled, key, tensor, file):
+    slot = slot_for(key, model)
+    if slot is None:
+        return
+    if slot.name not in targets:
+        raise CheckpointError(f"unexpected tensor {key!r} in {file.name}: not part of a {model.config.model_type} model")
+    tensor = _reshape(tensor, slot.reshape)
+    dest = targets[slot.name].data[slot.index] if slot.index else targets[slot.name].data
+    if tuple(dest.shape) != tuple(tensor.shape):
+        raise CheckpointError(f"tensor {key!r} in {file.name} has shape {tuple(tensor.shape)}, "
+                              f"expected {tuple(dest.shape)} from config.json")
+    dest.copy_(tensor)
+    filled[slot.name] += tensor.numel()

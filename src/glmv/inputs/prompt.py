@@ -51,28 +51,26 @@ class Prompt:
     text: str
 
 
-def split_media(messages: list[dict], limits: MediaLimits, proc: ProcessorConfig) -> tuple[list[dict], list[MediaItem]]:
-    """Messages as the template wants them ({"type": "image"} items), and the loaded media in order."""
+def normalize_messages(messages: list[dict]) -> tuple[list[dict], list[tuple[str, dict, str]]]:
+    """Messages as the template wants them (media parts become {"type": "image"} / {"type": "video"}),
+    and the media references in order: (kind, options with "url", where in the messages)."""
     if not isinstance(messages, list) or not messages:
         raise ValueError("messages must be a non-empty list")
-    out, media = [], []
+    out, refs = [], []
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or msg.get("role") not in ROLES:
             raise ValueError(f"messages[{i}] needs a role among {', '.join(ROLES)}")
         msg = {k: v for k, v in msg.items() if v is not None}
         content = msg.get("content", "")
         if isinstance(content, list):
-            items = []
-            for j, part in enumerate(content):
-                items.append(_part(part, f"messages[{i}].content[{j}]", limits, proc, media))
-            msg["content"] = items
+            msg["content"] = [_part(part, f"messages[{i}].content[{j}]", refs) for j, part in enumerate(content)]
         elif not isinstance(content, str):
             raise ValueError(f"messages[{i}].content must be a string or a list of parts")
         out.append(msg)
-    return out, media
+    return out, refs
 
 
-def _part(part, where: str, limits: MediaLimits, proc: ProcessorConfig, media: list[MediaItem]) -> dict:
+def _part(part, where: str, refs: list) -> dict:
     if not isinstance(part, dict):
         raise ValueError(f"{where} must be an object")
     kind = part.get("type")
@@ -80,26 +78,31 @@ def _part(part, where: str, limits: MediaLimits, proc: ProcessorConfig, media: l
         if not isinstance(part.get("text"), str):
             raise ValueError(f"{where}.text must be a string")
         return {"type": "text", "text": part["text"]}
-    if kind in ("image_url", "image"):
-        ref = part.get("image_url", part.get("image"))
-        url = ref.get("url") if isinstance(ref, dict) else ref
-        try:
-            pixels, grid = process_image(load_image(url, limits), proc)
-        except MediaError as exc:
-            raise MediaError(f"{where}: {exc}") from exc
-        media.append(MediaItem("image", torch.from_numpy(pixels), grid))
-        return {"type": "image"}
-    if kind in ("video_url", "video"):
-        ref = part.get("video_url", part.get("video"))
-        opts = ref if isinstance(ref, dict) else {"url": ref}
-        try:
-            video = load_video(opts.get("url"), proc, limits, fps=opts.get("fps"), max_frames=opts.get("max_frames"))
-        except MediaError as exc:
-            raise MediaError(f"{where}: {exc}") from exc
-        pixels, grid = process_video(video.frames, proc)
-        media.append(MediaItem("video", torch.from_numpy(pixels), grid, video.timestamps))
-        return {"type": "video"}
+    if kind in ("image_url", "image", "video_url", "video"):
+        media = "image" if kind.startswith("image") else "video"
+        ref = part.get(kind)
+        opts = dict(ref) if isinstance(ref, dict) else {"url": ref}
+        if not isinstance(opts.get("url"), str):
+            raise ValueError(f"{where}.{kind} needs a url")
+        refs.append((media, opts, where))
+        return {"type": media}
     raise ValueError(f"{where} has unsupported type {kind!r}")
+
+
+def load_media(refs: list[tuple[str, dict, str]], limits: MediaLimits, proc: ProcessorConfig) -> list[MediaItem]:
+    items = []
+    for kind, opts, where in refs:
+        try:
+            if kind == "image":
+                pixels, grid = process_image(load_image(opts["url"], limits), proc)
+                items.append(MediaItem("image", torch.from_numpy(pixels), grid))
+            else:
+                video = load_video(opts["url"], proc, limits, fps=opts.get("fps"), max_frames=opts.get("max_frames"))
+                pixels, grid = process_video(video.frames, proc)
+                items.append(MediaItem("video", torch.from_numpy(pixels), grid, video.timestamps))
+        except MediaError as exc:
+            raise MediaError(f"{where}: {exc}") from exc
+    return items
 
 
 class PromptBuilder:
@@ -113,13 +116,16 @@ class PromptBuilder:
 
     def render(self, messages: list[dict], thinking: bool = True, tools: list[dict] | None = None,
                add_generation_prompt: bool = True) -> str:
-        return render_chat_template(self.template, messages, add_generation_prompt=add_generation_prompt, tools=tools,
-                                    enable_thinking=thinking, **self.tokenizer.special_tokens())
+        """The conversation as text, one placeholder per image or video."""
+        template_messages, _ = normalize_messages(messages)
+        return render_chat_template(self.template, template_messages, add_generation_prompt=add_generation_prompt,
+                                    tools=tools, enable_thinking=thinking, **self.tokenizer.special_tokens())
 
     def build(self, messages: list[dict], thinking: bool = True, tools: list[dict] | None = None,
               add_generation_prompt: bool = True) -> Prompt:
-        template_messages, media = split_media(messages, self.limits, self.processor)
-        text = self.expand(self.render(template_messages, thinking, tools, add_generation_prompt), media)
+        _, refs = normalize_messages(messages)
+        media = load_media(refs, self.limits, self.processor)
+        text = self.expand(self.render(messages, thinking, tools, add_generation_prompt), media)
         ids = self.tokenizer.encode(text)
         positions, delta = rope_positions(ids, [m.grid for m in media], self.config)
         return Prompt(ids, media, positions, delta, text)

@@ -1,0 +1,26 @@
+# Quick start: `make run` (the main job) and `make test` (the whole test suite), on a machine with python3 and pip.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+TORCH := torch==2.13.0
+
+.PHONY: install run test clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+# The main job. MODEL=path/to/checkpoint picks a GLM-V checkpoint; ARGS are passed to `glmv chat`.
+run: install
+	$(VENV)/bin/glmv chat $(if $(MODEL),--model $(MODEL)) $(ARGS)
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info

@@ -33,7 +33,7 @@ def special_ids(tok) -> dict[str, int]:
                 video_start_token_id=t("<|begin_of_video|>"), video_end_token_id=t("<|end_of_video|>"))
 
 
-def reference_config(arch: str, tok):
+def reference_config(arch: str, tok, text_overrides: dict | None = None):
     """A transformers config with odd sizes that exercise every path of the architecture."""
     from transformers import Glm4vConfig, Glm4vMoeConfig
 
@@ -50,18 +50,20 @@ def reference_config(arch: str, tok):
         text.update(head_dim=32, moe_intermediate_size=40, n_routed_experts=8, num_experts_per_tok=3,
                     n_shared_experts=1, first_k_dense_replace=1, routed_scaling_factor=1.7, n_group=2, topk_group=1,
                     norm_topk_prob=True)
+        text.update(text_overrides or {})
         return Glm4vMoeConfig(text_config=text, vision_config=vision, **special_ids(tok))
+    text.update(text_overrides or {})
     return Glm4vConfig(text_config=text, vision_config=vision, **special_ids(tok))
 
 
 def make_checkpoint(path: Path, arch: str = "glm4v_moe", seed: int = 0, max_shard_size: str | None = None,
-                    dtype: torch.dtype = torch.float32) -> Path:
+                    dtype: torch.dtype = torch.float32, text_overrides: dict | None = None) -> Path:
     from transformers import Glm4vForConditionalGeneration, Glm4vMoeForConditionalGeneration
 
     path.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(CORPUS, vocab_size=320)
     torch.manual_seed(seed)
-    config = reference_config(arch, tok)
+    config = reference_config(arch, tok, text_overrides)
     cls = Glm4vMoeForConditionalGeneration if arch == "glm4v_moe" else Glm4vForConditionalGeneration
     model = cls(config).eval()
     with torch.no_grad():

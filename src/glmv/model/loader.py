@@ -1,8 +1,9 @@
 """Load official GLM-V checkpoints (safetensors, single file or sharded) into glmv's model.
 
 The model is built on the meta device and materialised once, in its final dtype and on its final
-device; each checkpoint tensor is then copied straight into its slot, shard by shard. Peak memory
-stays near the model's own size plus one shard mapping. Checkpoint keys are the official ones;
+device; each checkpoint tensor is then read from its shard straight into its slot (a one-tensor
+temporary only when the dtype, the device or the layout differs). Peak memory stays near the
+model's own size. Checkpoint keys are the official ones;
 fused parameters (qkv, gate_up, stacked experts) are filled slice by slice.
 """
 from __future__ import annotations
@@ -12,8 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from safetensors import SafetensorError, safe_open
 from tqdm import tqdm
 
 from ..config import CheckpointError, ModelConfig
@@ -126,19 +127,14 @@ def load_model(path: str | Path, dtype: str | torch.dtype = "bfloat16", device: 
 
     targets = dict(model.named_parameters()) | dict(model.named_buffers())
     filled = {name: 0 for name in targets}
-    total = 0
-    for f in files:
-        with safe_open(f, framework="pt") as handle:
-            total += len(handle.keys())
-    bar = tqdm(total=total, desc=f"Loading {path.name}", unit="tensor", disable=not progress)
-    for f in files:
-        try:
-            with safe_open(f, framework="pt", device=str(device)) as handle:
-                for key in handle.keys():
-                    _load_tensor(model, targets, filled, key, handle.get_tensor(key), f)
-                    bar.update(1)
-        except SafetensorError as exc:
-            raise CheckpointError(f"cannot read {f}: {exc}") from exc
+    headers = {f: read_header(f) for f in files}
+    bar = tqdm(total=sum(len(h) for h in headers.values()), desc=f"Loading {path.name}", unit="tensor",
+               disable=not progress)
+    for f, header in headers.items():
+        with open(f, "rb") as handle:
+            for key, entry in header.items():
+                _load_tensor(model, targets, filled, key, entry, handle, f)
+                bar.update(1)
     bar.close()
 
     if config.tie_word_embeddings and filled["lm_head.weight"] == 0:
@@ -151,16 +147,73 @@ def load_model(path: str | Path, dtype: str | torch.dtype = "bfloat16", device: 
     return model
 
 
-def _load_tensor(model, targets, filled, key, tensor, file):
+SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                      "BOOL": torch.bool}
+
+
+@dataclass
+class TensorEntry:
+    dtype: torch.dtype
+    shape: tuple
+    start: int  # absolute byte offset in the file
+    nbytes: int
+
+
+def read_header(file: Path) -> dict[str, TensorEntry]:
+    """The tensor table of a safetensors file, checked against the file's size."""
+    size = file.stat().st_size
+    with open(file, "rb") as f:
+        prefix = f.read(8)
+        n = int.from_bytes(prefix, "little") if len(prefix) == 8 else -1
+        if n <= 0 or 8 + n > size:
+            raise CheckpointError(f"cannot read {file}: not a safetensors file (bad header length)")
+        try:
+            raw = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"cannot read {file}: header is not valid JSON") from exc
+    entries = {}
+    for key, info in raw.items():
+        if key == "__metadata__":
+            continue
+        try:
+            dtype = SAFETENSORS_DTYPES[info["dtype"]]
+            begin, end = info["data_offsets"]
+            shape = tuple(info["shape"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"cannot read {file}: bad entry for tensor {key!r}") from exc
+        nbytes = int(np.prod(shape, dtype=np.int64)) * torch.empty((), dtype=dtype).element_size()
+        if end - begin != nbytes or 8 + n + end > size:
+            raise CheckpointError(f"cannot read {file}: tensor {key!r} lies outside the file or has the wrong size")
+        entries[key] = TensorEntry(dtype, shape, 8 + n + begin, nbytes)
+    return entries
+
+
+def _read(handle, entry: TensorEntry, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Read a tensor's bytes, into `out` when given (CPU, contiguous, same dtype and shape): no temporary."""
+    if out is None:
+        out = torch.empty(entry.shape, dtype=entry.dtype)
+    handle.seek(entry.start)
+    if entry.nbytes and handle.readinto(memoryview(out.view(torch.uint8).reshape(-1).numpy())) != entry.nbytes:
+        raise CheckpointError(f"cannot read {handle.name}: file ends early")
+    return out
+
+
+def _load_tensor(model, targets, filled, key, entry: TensorEntry, handle, file):
     slot = slot_for(key, model)
     if slot is None:
         return
     if slot.name not in targets:
         raise CheckpointError(f"unexpected tensor {key!r} in {file.name}: not part of a {model.config.model_type} model")
-    tensor = _reshape(tensor, slot.reshape)
     dest = targets[slot.name].data[slot.index] if slot.index else targets[slot.name].data
-    if tuple(dest.shape) != tuple(tensor.shape):
-        raise CheckpointError(f"tensor {key!r} in {file.name} has shape {tuple(tensor.shape)}, "
+    shape = entry.shape if slot.reshape is None else tuple(_reshape(torch.empty(entry.shape, device="meta"), slot.reshape).shape)
+    if tuple(dest.shape) != shape:
+        raise CheckpointError(f"tensor {key!r} in {file.name} has shape {entry.shape}, "
                               f"expected {tuple(dest.shape)} from config.json")
-    dest.copy_(tensor)
-    filled[slot.name] += tensor.numel()
+    direct = (slot.reshape is None and dest.device.type == "cpu" and dest.dtype == entry.dtype
+              and dest.is_contiguous())
+    if direct:
+        _read(handle, entry, dest)  # straight from the file into the model's memory
+    else:
+        dest.copy_(_reshape(_read(handle, entry), slot.reshape))
+    filled[slot.name] += dest.numel()

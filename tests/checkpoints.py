@@ -79,7 +79,7 @@ def make_checkpoint(path: Path, arch: str = "glm4v_moe", seed: int = 0, max_shar
     tok.save(str(path / "tokenizer.json"))
     template = TEMPLATE.read_text()
     (path / "chat_template.jinja").write_text(template)
-    (path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(tok)))
+    (path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config()))
     (path / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR))
     (path / "video_preprocessor_config.json").write_text(json.dumps(VIDEO_PREPROCESSOR))
     return path

@@ -11,6 +11,10 @@ def _chat(args: argparse.Namespace) -> int:
               "Pass --model PATH to a GLM-V checkpoint folder (GLM-4.5V or GLM-4.1V, Hugging Face layout).",
               file=sys.stderr)
         return 2
+    if not args.prompt:
+        print("glmv chat: a question is needed, e.g. glmv chat --model PATH \"What is in this picture?\" -i photo.png",
+              file=sys.stderr)
+        return 2
     from . import LLM, SamplingParams
     from .config import CheckpointError
     from .inputs.media import MediaError
@@ -40,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat = commands.add_parser("chat", help="ask the model one question about text, images or a video",
                                description="Ask a GLM-V model one question, with optional images or a video, "
                                            "and print its thinking and its answer.")
-    chat.add_argument("prompt", help="the question")
+    chat.add_argument("prompt", nargs="?", help="the question")
     chat.add_argument("--model", help="checkpoint folder (config.json, *.safetensors, tokenizer.json, ...)")
     chat.add_argument("-i", "--image", action="append", default=[], help="image path or URL (repeatable)")
     chat.add_argument("--video", action="append", default=[], help="video path or URL")

@@ -9,7 +9,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import torch
@@ -35,11 +34,6 @@ class MediaItem:
     def num_tokens(self) -> int:
         t, h, w = self.grid
         return t * h * w // 4
-
-    @property
-    def content_hash(self) -> str:
-        """Identity of the media content, for caches."""
-        return hashlib.blake2b(self.pixel_values.numpy().tobytes(), digest_size=16).hexdigest()
 
 
 @dataclass

@@ -17,7 +17,6 @@ class Tokenizer:
         self._tok = _Tokenizer.from_file(str(path / "tokenizer.json"))
         config_file = path / "tokenizer_config.json"
         self.config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`; special tokens written in the text become their ids."""

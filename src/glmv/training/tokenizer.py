@@ -33,10 +33,7 @@ def build_tokenizer(corpus: Iterable[str], vocab_size: int) -> Tokenizer:
     return tok
 
 
-def tokenizer_config(tok: Tokenizer, chat_template: str | None = None) -> dict:
+def tokenizer_config() -> dict:
     """tokenizer_config.json content for a tokenizer built here (readable by transformers too)."""
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>",
-              "pad_token": "<|endoftext|>", "model_max_length": 65536, "clean_up_tokenization_spaces": False}
-    if chat_template:
-        config["chat_template"] = chat_template
-    return config
+    return {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>",
+            "pad_token": "<|endoftext|>", "model_max_length": 65536, "clean_up_tokenization_spaces": False}

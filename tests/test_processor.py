@@ -164,3 +164,12 @@ def test_image_sources(tmp_path):
         load_image("http://127.0.0.1:9/x.png")
     with pytest.raises(MediaError, match="not a public address"):
         load_image("http://169.254.169.254/latest/meta-data")
+
+
+def test_per_request_video_sampling(llm, tmp_path):
+    path = write_video(tmp_path / "long.mp4", frames=40, fps=4)  # 10 s
+    cfg = llm.prompts.processor
+    assert len(load_video(str(path), cfg).frames) == 20  # the checkpoint's 2 fps
+    assert len(load_video(str(path), cfg, fps=1).frames) == 10
+    thinned = load_video(str(path), cfg, max_frames=7)
+    assert len(thinned.frames) == 6 and thinned.timestamps == sorted(thinned.timestamps)

@@ -153,8 +153,8 @@ def load_video(source: str, cfg: ProcessorConfig, limits: MediaLimits | None = N
                 raise MediaError("the video has no frames")
             container.seek(0)
             indices = sample_frame_indices(total, video_fps, total / video_fps, cfg, fps)
-            if max_frames and len(indices) > max_frames:
-                keep = np.linspace(0, len(indices) - 1, max_frames - max_frames % 2 or 2).round().astype(int)
+            if max_frames and len(indices) > max_frames:  # evenly thinned, keeping an even count
+                keep = np.linspace(0, len(indices) - 1, max(2, max_frames - max_frames % 2)).round().astype(int)
                 indices = [indices[i] for i in keep]
             wanted = sorted(set(indices))
             frames, at = {}, 0

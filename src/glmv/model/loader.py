@@ -45,9 +45,9 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def slot_for(key: str, model: GlmvForConditionalGeneration) -> Slot | None:
-    """Map an official checkpoint key to its place in glmv's model; None for keys to skip."""
-    cfg = model.config.text
+def slot_for(key: str, config: ModelConfig, targets: dict[str, torch.Tensor]) -> Slot | None:
+    """Map an official checkpoint key to its place among the model's tensors; None for keys to skip."""
+    cfg = config.text
     layer = _LAYER.match(key)
     if layer and int(layer.group(1)) >= cfg.num_hidden_layers:
         return None  # multi-token-prediction layers (model.language_model.layers.46.*): not used for decoding
@@ -63,24 +63,15 @@ def slot_for(key: str, model: GlmvForConditionalGeneration) -> Slot | None:
         return Slot(f"{m.group(1)}.qkv_proj.{m.group(3)}", (rows,))
     if m := _GATE_UP.match(key):
         name = f"{m.group(1)}.gate_up_proj.weight"
-        param = model.get_parameter(name) if _has(model, name) else None
-        if param is None:
+        if name not in targets:
             return Slot(key)  # reported as unexpected
-        half = param.shape[0] // 2
+        half = targets[name].shape[0] // 2
         return Slot(name, (slice(0, half) if m.group(2) == "gate" else slice(half, 2 * half),))
     if key == "model.visual.patch_embed.proj.weight":
         return Slot(key, reshape="patch_embed")
     if key == "model.visual.downsample.weight":
         return Slot(key, reshape="downsample")
     return Slot(key)
-
-
-def _has(model, name: str) -> bool:
-    try:
-        model.get_parameter(name)
-        return True
-    except AttributeError:
-        return False
 
 
 def _reshape(tensor: torch.Tensor, how: str | None) -> torch.Tensor:
@@ -200,7 +191,7 @@ def _read(handle, entry: TensorEntry, out: torch.Tensor | None = None) -> torch.
 
 
 def _load_tensor(model, targets, filled, key, entry: TensorEntry, handle, file):
-    slot = slot_for(key, model)
+    slot = slot_for(key, model.config, targets)
     if slot is None:
         return
     if slot.name not in targets:

@@ -9,16 +9,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from checkpoints import make_checkpoint
+from reference import prompt_logits
 from glmv.config import CheckpointError
-from glmv.model.kv_cache import ContiguousKVCache
 from glmv.model.loader import load_model
 from glmv.model.modeling import rope_positions
 
 
 def text_logits(model, ids):
-    cache = ContiguousKVCache(model.config.text, len(ids), model.dtype, "cpu")
     positions, _ = rope_positions(ids, [], model.config)
-    return model.compute_logits(model(model.embed(torch.tensor(ids)), positions, cache))
+    return prompt_logits(model, ids, positions)
 
 
 def test_sharded_checkpoint_loads_like_a_single_file(moe_checkpoint, tmp_path):

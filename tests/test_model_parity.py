@@ -4,9 +4,8 @@ import pytest
 import torch
 
 from glmv import LLM, SamplingParams
-from glmv.model.kv_cache import ContiguousKVCache
 from media_files import random_image, write_video
-from reference import arch_of, reference_inputs, reference_model
+from reference import arch_of, prompt_logits, reference_inputs, reference_model
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +50,7 @@ def test_logits_match_reference(checkpoint, llms, references, media, case):
         features = None
         if prompt.media:
             features = model.encode_media(torch.cat([m.pixel_values for m in prompt.media]), [m.grid for m in prompt.media])
-        cache = ContiguousKVCache(llm.config.text, len(prompt.token_ids), torch.float32, "cpu")
-        hidden = model(model.embed(torch.tensor(prompt.token_ids), features), prompt.positions, cache)
-        logits = model.compute_logits(hidden)
+        logits = prompt_logits(model, prompt.token_ids, prompt.positions, features)
     assert logits.shape == expected.shape
     assert (logits - expected).abs().max().item() < 1e-4
     if case == "video":

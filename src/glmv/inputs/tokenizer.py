@@ -25,6 +25,9 @@ class Tokenizer:
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         return self._tok.decode(ids, skip_special_tokens=skip_special_tokens)
 
+    def find_id(self, token: str) -> int | None:
+        return self._tok.token_to_id(token)
+
     def token_id(self, token: str) -> int:
         tid = self._tok.token_to_id(token)
         if tid is None:

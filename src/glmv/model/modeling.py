@@ -9,7 +9,7 @@ Module names follow the official checkpoint keys (`model.visual.*`, `model.langu
 (q/k/v -> qkv_proj, gate/up -> gate_up_proj, per-expert tensors -> one stacked tensor per layer;
 see loader.py). Tokens are flattened: the text model takes `[T, hidden]` plus 3 x T M-RoPE
 positions, and attention goes through a cache object (`attend`) so that the same model runs
-under the simple contiguous cache (kv_cache.py) or the engine's paged cache.
+under the engine's paged cache (engine/paged_attention.py) or any other implementation of `attend`.
 """
 from __future__ import annotations
 
@@ -293,22 +293,16 @@ class Experts(nn.Module):
         self.down_proj = nn.Parameter(torch.empty(e, h, i))
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
-        # Grouped compute: sort the (token, expert) pairs by expert and run each active expert once
-        # on all of its tokens. Contributions are summed in ascending expert order per token.
+        # Grouped compute: sort the (token, expert) pairs by expert and run every active expert once on
+        # all of its rows with one grouped matmul (no loop over experts or tokens, no host sync).
         top_k = experts.shape[1]
         flat = experts.flatten()
         order = flat.argsort(stable=True)
         token = order // top_k
-        counts = torch.bincount(flat, minlength=self.gate_up_proj.shape[0]).tolist()
+        ends = torch.bincount(flat, minlength=self.gate_up_proj.shape[0]).cumsum(0).to(torch.int32)
         xs = x[token]
-        out = torch.empty_like(xs)
-        start = 0
-        for e, count in enumerate(counts):
-            if count:
-                seg = slice(start, start + count)
-                gate, up = F.linear(xs[seg], self.gate_up_proj[e]).chunk(2, dim=-1)
-                out[seg] = F.linear(F.silu(gate) * up, self.down_proj[e])
-                start += count
+        gate, up = F.grouped_mm(xs, self.gate_up_proj.transpose(1, 2), offs=ends).chunk(2, dim=-1)
+        out = F.grouped_mm(F.silu(gate) * up, self.down_proj.transpose(1, 2), offs=ends)
         out = (out * weights.flatten()[order, None]).to(x.dtype)
         return torch.zeros_like(x).index_add_(0, token, out)
 

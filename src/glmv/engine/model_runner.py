@@ -1,0 +1,83 @@
+"""One engine step on the model: vision features, embeddings, positions, the forward, the logits.
+
+Every sequence in the step brings a run of its tokens (a prefill chunk, or the one new token of a
+decode); they are flattened into one [T, hidden] batch. Images and videos that the step's chunks
+touch are encoded together in one vision-tower call, unless the encoder cache has them.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..model.modeling import GlmvForConditionalGeneration
+from .encoder_cache import EncoderCache
+from .paged_attention import PagedKVCache, make_plan
+from .sequence import MediaSpan, Sequence
+
+
+class ModelRunner:
+    def __init__(self, model: GlmvForConditionalGeneration, num_blocks: int, block_size: int,
+                 encoder_cache_tokens: int):
+        self.model = model
+        self.device = model.device
+        self.block_size = block_size
+        self.cache = PagedKVCache(model.config.text, num_blocks, block_size, model.dtype, self.device)
+        self.encoder_cache = EncoderCache(encoder_cache_tokens)
+
+    def media_features(self, spans: list[MediaSpan]) -> dict[str, torch.Tensor]:
+        """Vision features of each span (by hash): from the cache, or encoded now in one batch."""
+        found, missing = {}, {}
+        for span in spans:
+            if span.hash in found or span.hash in missing:
+                continue
+            features = self.encoder_cache.get(span.hash)
+            if features is None:
+                missing[span.hash] = span.item
+            else:
+                found[span.hash] = features
+        if missing:
+            items = list(missing.values())
+            encoded = self.model.encode_media(torch.cat([m.pixel_values for m in items]), [m.grid for m in items])
+            for key, features in zip(missing, encoded.split([m.num_tokens for m in items])):
+                found[key] = features
+                self.encoder_cache.put(key, features)
+        return found
+
+    @torch.inference_mode()
+    def run(self, batch: list[tuple[Sequence, int]]) -> torch.Tensor:
+        """Compute `n` more tokens of each sequence; the logits [B, vocab] of the sequences whose
+        last token was computed (those that get a new token), in batch order."""
+        model, device = self.model, self.device
+        ids, positions, plan_rows, last_rows = [], [], [], []
+        row = 0
+        for seq, n in batch:
+            start = seq.num_computed
+            ids.extend(seq.token_ids[start:start + n])
+            positions.append(seq.positions(start, start + n))
+            plan_rows.append((seq.block_table, start, n))
+            row += n
+            if start + n == len(seq):
+                last_rows.append(row - 1)
+        input_ids = torch.tensor(ids, device=device)
+        embeds = model.model.language_model.embed_tokens(input_ids)
+        self._scatter_media(embeds, batch)
+        self.cache.plan = make_plan(plan_rows, self.block_size, device)
+        hidden = model(embeds, torch.cat(positions, dim=1).to(device), self.cache)
+        self.cache.plan = None
+        return model.compute_logits(hidden[torch.tensor(last_rows, device=device)])
+
+    def _scatter_media(self, embeds: torch.Tensor, batch: list[tuple[Sequence, int]]) -> None:
+        """Write vision features into the placeholder rows of this step's chunks."""
+        spans = [(seq, n, span) for seq, n in batch for span in seq.media_in(seq.num_computed, seq.num_computed + n)]
+        if not spans:
+            return
+        features = self.media_features([span for _, _, span in spans])
+        offsets, row = {}, 0
+        for seq, n in batch:
+            offsets[id(seq)] = row
+            row += n
+        for seq, n, span in spans:
+            start = seq.num_computed
+            index = span.token_index
+            inside = (index >= start) & (index < start + n)
+            rows = (index[inside] - start + offsets[id(seq)]).to(self.device)
+            embeds[rows] = features[span.hash][inside.to(self.device)].to(embeds.dtype)

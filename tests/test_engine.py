@@ -68,7 +68,7 @@ def no_leaked_blocks(request):
 @pytest.fixture(scope="module")
 def expected(moe_checkpoint, engine, media):
     """The reference's greedy tokens for each conversation, one request at a time."""
-    ref = reference_model(moe_checkpoint, "glm4v_moe")
+    ref = reference_model(moe_checkpoint)
     out = []
     with torch.inference_mode():
         for conv, n in zip(conversations(media), MAX_TOKENS):

@@ -5,7 +5,7 @@ import torch
 
 from glmv import LLM, SamplingParams
 from media_files import random_image, write_video
-from reference import arch_of, prompt_logits, reference_inputs, reference_model
+from reference import prompt_logits, reference_inputs, reference_model
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def llms(moe_checkpoint, dense_checkpoint):
 
 @pytest.fixture(scope="module")
 def references(moe_checkpoint, dense_checkpoint):
-    return {p: reference_model(p, arch_of(p)) for p in (moe_checkpoint, dense_checkpoint)}
+    return {p: reference_model(p) for p in (moe_checkpoint, dense_checkpoint)}
 
 
 @pytest.mark.parametrize("case", ["text", "one_image", "two_images", "video"])

@@ -37,6 +37,7 @@ class BlockManager:
         self.blocks = [Block(i) for i in range(num_blocks)]
         self.free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))  # oldest first
         self.by_key: dict[bytes, int] = {}
+        self.fresh: list[int] = []  # blocks handed out for new content since the runner last cleared them
 
     @property
     def num_blocks(self) -> int:
@@ -83,6 +84,7 @@ class BlockManager:
             return False
         for _ in range(needed):
             seq.block_table.append(self._take(next(iter(self.free)), keep_key=False))
+            self.fresh.append(seq.block_table[-1])
         return True
 
     def release(self, seq: Sequence) -> None:

@@ -143,7 +143,8 @@ class LLMEngine:
         if not batch:
             return []
         try:
-            logits = self.runner.run(batch)
+            fresh, self.block_manager.fresh = self.block_manager.fresh, []
+            logits = self.runner.run(batch, fresh)
         except Exception:  # a failed step fails its requests, not the engine
             log.exception("engine step failed; failing its %d requests", len(batch))
             return [self._finish(seq, "error") for seq, _ in batch]

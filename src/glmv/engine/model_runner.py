@@ -43,10 +43,12 @@ class ModelRunner:
         return found
 
     @torch.inference_mode()
-    def run(self, batch: list[tuple[Sequence, int]]) -> torch.Tensor:
+    def run(self, batch: list[tuple[Sequence, int]], fresh_blocks: list[int]) -> torch.Tensor:
         """Compute `n` more tokens of each sequence; the logits [B, vocab] of the sequences whose
         last token was computed (those that get a new token), in batch order."""
         model, device = self.model, self.device
+        if fresh_blocks:
+            self.cache.clear(fresh_blocks)
         ids, positions, plan_rows, last_rows = [], [], [], []
         row = 0
         for seq, n in batch:

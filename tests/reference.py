@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from glmv.bench.reference import hf_inputs, hf_model
+from glmv.bench.reference import hf_inputs
 
 
 class FullCausalAttention:
@@ -20,10 +20,6 @@ def prompt_logits(model, ids, positions, features=None):
     """glmv's logits at every position of a prompt."""
     hidden = model(model.embed(torch.tensor(ids), features), positions, FullCausalAttention())
     return model.compute_logits(hidden)
-
-
-def reference_model(path):
-    return hf_model(path)
 
 
 def reference_inputs(prompt, config) -> dict:

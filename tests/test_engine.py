@@ -6,11 +6,12 @@ import pytest
 import torch
 
 from glmv import SamplingParams
+from glmv.bench.reference import hf_model
 from glmv.engine.async_llm import AsyncLLM, QueueFullError
 from glmv.engine.config import EngineConfig
 from glmv.engine.llm_engine import LLMEngine
 from media_files import random_image, write_video
-from reference import reference_inputs, reference_model
+from reference import reference_inputs
 
 GREEDY = dict(temperature=0, ignore_eos=True)
 
@@ -68,7 +69,7 @@ def no_leaked_blocks(request):
 @pytest.fixture(scope="module")
 def expected(moe_checkpoint, engine, media):
     """The reference's greedy tokens for each conversation, one request at a time."""
-    ref = reference_model(moe_checkpoint)
+    ref = hf_model(moe_checkpoint)
     out = []
     with torch.inference_mode():
         for conv, n in zip(conversations(media), MAX_TOKENS):

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 from glmv import LLM, SamplingParams
+from glmv.bench.reference import hf_model
 from media_files import random_image, write_video
-from reference import prompt_logits, reference_inputs, reference_model
+from reference import prompt_logits, reference_inputs
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def llms(moe_checkpoint, dense_checkpoint):
 
 @pytest.fixture(scope="module")
 def references(moe_checkpoint, dense_checkpoint):
-    return {p: reference_model(p) for p in (moe_checkpoint, dense_checkpoint)}
+    return {p: hf_model(p) for p in (moe_checkpoint, dense_checkpoint)}
 
 
 @pytest.mark.parametrize("case", ["text", "one_image", "two_images", "video"])

@@ -41,7 +41,7 @@ def _chat(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     try:
-        from .bench.throughput import benchmark
+        from .bench.throughput import benchmark, markdown
     except ImportError as exc:
         print(f"glmv bench: {exc}. The benchmark compares against transformers: pip install 'glmv[bench]'",
               file=sys.stderr)
@@ -49,8 +49,6 @@ def _bench(args: argparse.Namespace) -> int:
     report = benchmark(args.preset, args.requests, args.image_size, args.prompt_tokens, args.output_len, args.dtype,
                        args.device, args.layers, Path(args.out), Path(args.cache_dir), args.skip_sequential,
                        args.peak_gbps)
-    from .bench.throughput import markdown
-
     print(markdown(report))
     print(f"written: {Path(args.out) / 'bench.md'} and {Path(args.out) / 'bench.json'}")
     return 0

@@ -55,13 +55,15 @@ class BlockManager:
         return -(-num_tokens // self.block_size)
 
     def _keys(self, seq: Sequence, num_blocks: int) -> list[bytes]:
-        """Prefix keys of the first `num_blocks` full blocks of `seq` (memoised on the sequence)."""
-        keys, ids, bs = seq.block_keys, seq.token_ids, self.block_size
-        for i in range(len(keys), num_blocks):
-            start, end = i * bs, (i + 1) * bs
-            keys.append(block_key(keys[-1] if keys else None, ids[start:end],
-                                  [m.hash for m in seq.media_in(start, end)]))
-        return keys[:num_blocks]
+        """Prefix keys of (at least) the first `num_blocks` full blocks of `seq`, memoised on the sequence."""
+        keys, bs = seq.block_keys, self.block_size
+        if len(keys) < num_blocks:
+            ids = seq.token_ids
+            for i in range(len(keys), num_blocks):
+                start, end = i * bs, (i + 1) * bs
+                keys.append(block_key(keys[-1] if keys else None, ids[start:end],
+                                      [m.hash for m in seq.media_in(start, end)]))
+        return keys
 
     def match_prefix(self, seq: Sequence) -> None:
         """Point a new sequence at the cached blocks of its longest cached prefix. The last token is
@@ -70,8 +72,10 @@ class BlockManager:
         if not self.prefix_caching:
             return
         ids, bs = seq.token_ids, self.block_size
-        for i, key in enumerate(self._keys(seq, (len(seq) - 1) // bs)):
-            block_id = self.by_key.get(key)
+        num_blocks = (len(seq) - 1) // bs
+        keys = self._keys(seq, num_blocks)
+        for i in range(num_blocks):
+            block_id = self.by_key.get(keys[i])
             if block_id is None or self.blocks[block_id].token_ids != tuple(ids[i * bs:(i + 1) * bs]):
                 break
             seq.block_table.append(self._take(block_id, keep_key=True))
@@ -97,16 +101,19 @@ class BlockManager:
         seq.block_table = []
         seq.num_computed = 0
 
-    def cache_full_blocks(self, seq: Sequence) -> None:
-        """Key the blocks that are full and computed, so that later requests can reuse them."""
-        if not self.prefix_caching:
+    def cache_full_blocks(self, seq: Sequence, computed_before: int) -> None:
+        """Key the blocks that the last step filled (it computed tokens computed_before..num_computed),
+        so that later requests can reuse them."""
+        bs = self.block_size
+        first, end = computed_before // bs, seq.num_computed // bs
+        if not self.prefix_caching or first == end:
             return
-        ids, bs = seq.token_ids, self.block_size
-        for i, key in enumerate(self._keys(seq, seq.num_computed // bs)):
+        keys, ids = self._keys(seq, end), seq.token_ids
+        for i in range(first, end):
             block = self.blocks[seq.block_table[i]]
-            if block.key is None and key not in self.by_key:
-                block.key, block.token_ids = key, tuple(ids[i * bs:(i + 1) * bs])
-                self.by_key[key] = block.id
+            if block.key is None and keys[i] not in self.by_key:
+                block.key, block.token_ids = keys[i], tuple(ids[i * bs:(i + 1) * bs])
+                self.by_key[keys[i]] = block.id
 
     def _take(self, block_id: int, keep_key: bool) -> int:
         block = self.blocks[block_id]

@@ -150,7 +150,7 @@ class LLMEngine:
             return [self._finish(seq, "error") for seq, _ in batch]
         for seq, n in batch:
             seq.num_computed += n
-            self.block_manager.cache_full_blocks(seq)
+            self.block_manager.cache_full_blocks(seq, seq.num_computed - n)
         ready = [seq for seq, _ in batch if seq.num_computed == len(seq)]
         forced = [self.think_end if self._thinking_over(seq) else None for seq in ready]
         sampled = sample(logits, ready, forced)

@@ -49,37 +49,33 @@ class ModelRunner:
         model, device = self.model, self.device
         if fresh_blocks:
             self.cache.clear(fresh_blocks)
-        ids, positions, plan_rows, last_rows = [], [], [], []
+        ids, positions, plan_rows, last_rows, media = [], [], [], [], []
         row = 0
         for seq, n in batch:
             start = seq.num_computed
             ids.extend(seq.token_ids[start:start + n])
             positions.append(seq.positions(start, start + n))
             plan_rows.append((seq.block_table, start, n))
+            media += [(span, start, n, row) for span in seq.media_in(start, start + n)]
             row += n
             if start + n == len(seq):
                 last_rows.append(row - 1)
-        input_ids = torch.tensor(ids, device=device)
-        embeds = model.model.language_model.embed_tokens(input_ids)
-        self._scatter_media(embeds, batch)
+        features, rows = self._media_rows(media)
+        embeds = model.embed(torch.tensor(ids, device=device), features, rows)
         self.cache.plan = make_plan(plan_rows, self.block_size, device)
         hidden = model(embeds, torch.cat(positions, dim=1).to(device), self.cache)
         self.cache.plan = None
         return model.compute_logits(hidden[torch.tensor(last_rows, device=device)])
 
-    def _scatter_media(self, embeds: torch.Tensor, batch: list[tuple[Sequence, int]]) -> None:
-        """Write vision features into the placeholder rows of this step's chunks."""
-        spans = [(seq, n, span) for seq, n in batch for span in seq.media_in(seq.num_computed, seq.num_computed + n)]
-        if not spans:
-            return
-        features = self.media_features([span for _, _, span in spans])
-        offsets, row = {}, 0
-        for seq, n in batch:
-            offsets[id(seq)] = row
-            row += n
-        for seq, n, span in spans:
-            start = seq.num_computed
-            index = span.token_index
-            inside = (index >= start) & (index < start + n)
-            rows = (index[inside] - start + offsets[id(seq)]).to(self.device)
-            embeds[rows] = features[span.hash][inside.to(self.device)].to(embeds.dtype)
+    def _media_rows(self, media: list[tuple[MediaSpan, int, int, int]]):
+        """The vision features that this step's chunks hold, and their rows in the step's tokens.
+        media: (span, first position of the chunk, chunk length, first row of the chunk)."""
+        if not media:
+            return None, None
+        by_hash = self.media_features([span for span, *_ in media])
+        features, rows = [], []
+        for span, start, n, row in media:
+            inside = (span.token_index >= start) & (span.token_index < start + n)
+            features.append(by_hash[span.hash][inside.to(self.device)])
+            rows.append(span.token_index[inside] - start + row)
+        return torch.cat(features), torch.cat(rows).to(self.device)

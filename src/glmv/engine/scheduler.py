@@ -31,19 +31,19 @@ class Scheduler:
 
     def schedule(self) -> list[tuple[Sequence, int]]:
         budget = self.max_num_batched_tokens
-        scheduled: dict[int, tuple[Sequence, int]] = {}
+        scheduled: dict[Sequence, int] = {}
         for seq in sorted(self.running, key=lambda s: s.num_uncomputed > 1):
             if seq.status is not Status.RUNNING or budget == 0:
                 continue
             n = min(seq.num_uncomputed, budget)
             while not self.blocks.ensure(seq, seq.num_computed + n):
                 victim = self.running[-1]
-                budget += scheduled.pop(id(victim), (None, 0))[1]
+                budget += scheduled.pop(victim, 0)
                 self.preempt(victim)
                 if victim is seq:
                     break
             else:
-                scheduled[id(seq)] = (seq, n)
+                scheduled[seq] = n
                 budget -= n
         while self.waiting and budget and len(self.running) < self.max_num_seqs:
             seq = self.waiting[0]
@@ -58,9 +58,9 @@ class Scheduler:
             self.waiting.popleft()
             seq.status = Status.RUNNING
             self.running.append(seq)
-            scheduled[id(seq)] = (seq, n)
+            scheduled[seq] = n
             budget -= n
-        return list(scheduled.values())
+        return list(scheduled.items())
 
     def preempt(self, seq: Sequence) -> None:
         self.running.remove(seq)

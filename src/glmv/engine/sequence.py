@@ -48,7 +48,7 @@ def media_spans(prompt: Prompt, image_token_id: int) -> list[MediaSpan]:
     return spans
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity
 class Sequence:
     request_id: str
     prompt: Prompt

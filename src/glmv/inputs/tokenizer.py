@@ -29,7 +29,7 @@ class Tokenizer:
         return self._tok.token_to_id(token)
 
     def token_id(self, token: str) -> int:
-        tid = self._tok.token_to_id(token)
+        tid = self.find_id(token)
         if tid is None:
             raise CheckpointError(f"the tokenizer has no token {token!r}")
         return tid

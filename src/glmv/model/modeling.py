@@ -393,15 +393,18 @@ class GlmvForConditionalGeneration(nn.Module):
         frames = [(1, h, w) for t, h, w in grids for _ in range(t)]
         return self.model.visual(pixel_values.to(self.device), frames)
 
-    def embed(self, input_ids: torch.Tensor, media_features: torch.Tensor | None = None) -> torch.Tensor:
-        """Token embeddings with the media features written into the <|image|> placeholders, in order.
-        (Video frames use the image placeholder too; their spans only change their positions.)"""
+    def embed(self, input_ids: torch.Tensor, media_features: torch.Tensor | None = None,
+              rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Token embeddings with the media features written into rows `rows`; by default into all the
+        <|image|> placeholders, in order. (Video frames use the image placeholder too; their spans only
+        change their positions.) A prefill chunk passes the rows of the placeholders it holds."""
         embeds = self.model.language_model.embed_tokens(input_ids)
         if media_features is not None and media_features.numel():
-            mask = input_ids == self.config.image_token_id
-            if int(mask.sum()) != media_features.shape[0]:
-                raise ValueError(f"{int(mask.sum())} image placeholders but {media_features.shape[0]} media features")
-            embeds[mask] = media_features.to(embeds.dtype)
+            if rows is None:
+                rows = (input_ids == self.config.image_token_id).nonzero().squeeze(1)
+            if rows.shape[0] != media_features.shape[0]:
+                raise ValueError(f"{rows.shape[0]} image placeholders but {media_features.shape[0]} media features")
+            embeds[rows] = media_features.to(embeds.dtype)
         return embeds
 
     def forward(self, inputs_embeds: torch.Tensor, positions: torch.Tensor, cache: AttentionCache) -> torch.Tensor:

@@ -11,13 +11,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q --no-deps 'zhipuai>=2.1.5'
 	touch $@
 
 install: $(VENV)/.installed
 
-# The main job. MODEL=path/to/checkpoint picks a GLM-V checkpoint; ARGS are passed to `glmv chat`.
+# The main job: the Z.AI/OpenAI-compatible server on 127.0.0.1:8000. MODEL=path/to/checkpoint picks a GLM-V
+# checkpoint; ARGS are passed to `glmv serve` (see `glmv serve --help`).
 run: install
-	$(VENV)/bin/glmv chat $(if $(MODEL),--model $(MODEL)) $(ARGS)
+	$(VENV)/bin/glmv serve $(if $(MODEL),--model $(MODEL)) $(ARGS)
 
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)

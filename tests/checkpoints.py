@@ -29,3 +29,50 @@ def make_checkpoint(path: Path, arch: str = "glm4v_moe", seed: int = 0, max_shar
                     dtype: torch.dtype = torch.float32, text_overrides: dict | None = None) -> Path:
     return write_random_checkpoint(path, arch, text_config(arch, text_overrides), VISION, seed=seed, dtype=dtype,
                                    max_shard_size=max_shard_size)
+
+
+def make_scripted_checkpoint(path: Path, scripts: dict[str, list[str]], scale: float = 10.0) -> Path:
+    """A checkpoint whose answers are known in advance: after token a it always says succ(a).
+
+    Every decoder layer adds nothing (o_proj and down_proj are zero), so the last hidden state is
+    the last token's embedding; the lm_head row of each scripted token is its predecessors' embedding
+    direction, so after the last prompt token the model walks the script. `scripts` maps a start
+    token to the tokens that follow it; each piece must be one token. The weights are real and go
+    through the whole model, vision tower included; only their values are chosen."""
+    from safetensors.torch import load_file, save_file
+    from tokenizers import Tokenizer
+
+    make_checkpoint(path, "glm4v_moe")
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+
+    def token(piece: str) -> int:
+        ids = tok.encode(piece, add_special_tokens=False).ids
+        assert len(ids) == 1, f"{piece!r} is {len(ids)} tokens"
+        return ids[0]
+
+    successor: dict[int, int] = {}
+    for start, pieces in scripts.items():
+        chain = [token(p) for p in [start, *pieces]]
+        for a, b in zip(chain, chain[1:]):
+            assert successor.get(a, b) == b, f"{tok.id_to_token(a)!r} has two successors"
+            successor[a] = b
+    for shard in path.glob("*.safetensors"):
+        weights = load_file(shard)
+        for name, w in weights.items():
+            if "visual" not in name and ("o_proj" in name or "down_proj" in name):
+                w.zero_()
+            elif name.endswith("language_model.norm.weight"):
+                w.fill_(1.0)
+        embed = next((w for n, w in weights.items() if n.endswith("embed_tokens.weight")), None)
+        head = weights.get("lm_head.weight")
+        if embed is not None and head is not None:
+            unit = torch.nn.functional.normalize(embed.float(), dim=-1)
+            rows = torch.nn.functional.normalize(head.float(), dim=-1) * 0.5
+            targets: dict[int, torch.Tensor] = {}
+            for a, b in successor.items():
+                targets[b] = targets.get(b, torch.zeros_like(unit[0])) + unit[a]
+            for b, direction in targets.items():
+                rows[b] = torch.nn.functional.normalize(direction, dim=0)
+            head.copy_(rows * scale)
+        save_file(weights, shard, metadata={"format": "pt"})
+    return path

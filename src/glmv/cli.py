@@ -100,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "glmv" / "bench"),
                        help="where random checkpoints are written once and reused")
     bench.set_defaults(func=_bench)
+
+    from .server.commands import add_commands
+
+    add_commands(commands)
     return parser
 
 

@@ -42,17 +42,20 @@ class AsyncLLM:
     def num_in_flight(self) -> int:
         return len(self._streams)
 
-    async def generate(self, prompt: Prompt, params: SamplingParams, request_id: str | None = None
-                       ) -> AsyncIterator[RequestUpdate]:
+    def generate(self, prompt: Prompt, params: SamplingParams, request_id: str | None = None
+                 ) -> AsyncIterator[RequestUpdate]:
         """Updates of one request until it finishes. Leaving the iteration early (or cancelling the
         task) aborts the request and frees its KV blocks. Raises ValueError for a request that can
-        never run and QueueFullError when too many are in flight, before anything is queued."""
+        never run and QueueFullError when too many are in flight, here, before anything is queued."""
         self.engine.check(prompt, params)
         if self.num_in_flight >= self.max_in_flight:
             raise QueueFullError(f"{self.num_in_flight} requests in flight; the limit is {self.max_in_flight}")
         request_id = request_id or secrets.token_hex(8)
         if request_id in self._streams:
             raise ValueError(f"request id {request_id!r} is already running")
+        return self._updates(prompt, params, request_id)
+
+    async def _updates(self, prompt: Prompt, params: SamplingParams, request_id: str) -> AsyncIterator[RequestUpdate]:
         updates: asyncio.Queue = asyncio.Queue()
         self._streams[request_id] = (asyncio.get_running_loop(), updates)
         self._send("add", prompt, params, request_id)

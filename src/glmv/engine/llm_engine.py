@@ -122,7 +122,7 @@ class LLMEngine:
         seq = Sequence(request_id, prompt, params, stops, Detokenizer(self.tokenizer, params.stop),
                        media=media_spans(prompt, self.model_config.image_token_id),
                        generator=torch.Generator(self.model.device).manual_seed(seed))
-        seq.in_thinking = self._opens_thinking(prompt.token_ids)
+        seq.in_thinking = self.opens_thinking(prompt.token_ids)
         self.requests[request_id] = seq
         self.scheduler.add(seq)
         return seq
@@ -193,7 +193,7 @@ class LLMEngine:
                              seq.num_prompt_tokens, seq.num_cached, len(seq.output_ids),
                              None if logprob is None else [logprob], None if top is None else [top])
 
-    def _opens_thinking(self, ids: list[int]) -> bool:
+    def opens_thinking(self, ids: list[int]) -> bool:
         """Whether the prompt leaves the model inside <think> (its last think tag is an opening one)."""
         for token in reversed(ids):
             if token in (self.think_start, self.think_end):

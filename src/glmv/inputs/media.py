@@ -7,16 +7,14 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import ipaddress
-import socket
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .fetch import FetchError, fetch_url
 from .processor import ProcessorConfig, sample_frame_indices
 
 
@@ -29,8 +27,15 @@ class MediaLimits:
     max_image_bytes: int = 5 * 1024 * 1024
     max_video_bytes: int = 200 * 1024 * 1024
     max_image_pixels: int = 6000 * 6000
+    max_images: int = 50  # per request
+    max_videos: int = 1
+    max_files: int = 50
+    max_file_bytes: int = 100 * 1024 * 1024
+    max_file_pages: int = 50  # PDF pages rendered, per request
+    file_image_tokens: int = 16384  # merged image tokens shared by all rendered pages of a request
     fetch_timeout_s: float = 20.0
     allow_private_urls: bool = False
+    allow_local_files: bool = True  # paths and file:// URLs; the server turns this off
 
 
 def read_source(source: str, max_bytes: int, limits: MediaLimits) -> bytes:
@@ -44,11 +49,17 @@ def read_source(source: str, max_bytes: int, limits: MediaLimits) -> bytes:
         return _b64(payload, max_bytes)
     scheme = urllib.parse.urlsplit(source).scheme.lower()
     if scheme in ("http", "https"):
-        return fetch_url(source, max_bytes, limits)
-    if scheme == "file":
-        return _read_file(Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path)), max_bytes)
-    if len(source) < 4096 and Path(source).exists():
-        return _read_file(Path(source), max_bytes)
+        try:
+            return fetch_url(source, max_bytes, limits.fetch_timeout_s, limits.allow_private_urls)
+        except FetchError as exc:
+            raise MediaError(str(exc)) from exc
+    if limits.allow_local_files:
+        if scheme == "file":
+            return _read_file(Path(urllib.parse.unquote(urllib.parse.urlsplit(source).path)), max_bytes)
+        if len(source) < 4096 and Path(source).exists():
+            return _read_file(Path(source), max_bytes)
+    elif scheme == "file":
+        raise MediaError("local files cannot be read here: send an http(s) URL, a data: URL or base64")
     if scheme and len(scheme) < 10 and "://" in source[:16]:
         raise MediaError(f"unsupported URL scheme {scheme!r}: use http(s), file, data or base64")
     return _b64(source, max_bytes)
@@ -77,39 +88,6 @@ def _read_file(path: Path, max_bytes: int) -> bytes:
     return path.read_bytes()
 
 
-def check_public_host(host: str) -> None:
-    """Refuse hosts that resolve to loopback, private, link-local (cloud metadata), multicast or reserved space."""
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror as exc:
-        raise MediaError(f"cannot resolve {host}: {exc}") from exc
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not ip.is_global or ip.is_multicast:
-            raise MediaError(f"refusing to fetch from {host} ({ip}): not a public address")
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def fetch_url(url: str, max_bytes: int, limits: MediaLimits) -> bytes:
-    host = urllib.parse.urlsplit(url).hostname
-    if not host:
-        raise MediaError(f"URL has no host: {url}")
-    if not limits.allow_private_urls:
-        check_public_host(host)
-    opener = urllib.request.build_opener(_NoRedirect)
-    try:
-        with opener.open(urllib.request.Request(url, headers={"User-Agent": "glmv"}),
-                         timeout=limits.fetch_timeout_s) as response:
-            data = response.read(max_bytes + 1)
-    except OSError as exc:
-        raise MediaError(f"cannot fetch {url}: {exc}") from exc
-    return _bounded(data, max_bytes)
-
-
 def load_image(source: str | Image.Image, limits: MediaLimits | None = None) -> Image.Image:
     """A decoded, EXIF-upright image."""
     limits = limits or MediaLimits()
@@ -124,6 +102,8 @@ def load_image(source: str | Image.Image, limits: MediaLimits | None = None) -> 
         return ImageOps.exif_transpose(image)
     except MediaError:
         raise
+    except UnidentifiedImageError:
+        raise MediaError("cannot decode image: not a known image format (jpg, png, webp, gif, bmp)") from None
     except Exception as exc:  # PIL raises many kinds for bad data
         raise MediaError(f"cannot decode image: {exc}") from exc
 
@@ -147,6 +127,9 @@ def load_video(source: str, cfg: ProcessorConfig, limits: MediaLimits | None = N
             if not container.streams.video:
                 raise MediaError("the file has no video stream")
             stream = container.streams.video[0]
+            if stream.width * stream.height > limits.max_image_pixels:
+                raise MediaError(f"video frames are {stream.width}x{stream.height}, over the "
+                                 f"{limits.max_image_pixels}-pixel limit")
             video_fps = float(stream.average_rate or 0) or 24.0
             total = stream.frames or sum(1 for packet in container.demux(stream) if packet.size)
             if total <= 0:

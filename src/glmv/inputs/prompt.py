@@ -12,10 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from PIL import Image
 
 from ..config import ModelConfig
 from ..model.modeling import rope_positions
 from .chat_template import render_chat_template
+from .documents import read_documents
 from .media import MediaError, MediaLimits, load_image, load_video
 from .processor import ProcessorConfig, process_image, process_video
 from .tokenizer import Tokenizer
@@ -76,11 +78,65 @@ def _part(part, where: str, refs: list) -> dict:
         media = "image" if kind.startswith("image") else "video"
         ref = part.get(kind)
         opts = dict(ref) if isinstance(ref, dict) else {"url": ref}
-        if not isinstance(opts.get("url"), str):
+        if not isinstance(opts.get("url"), (str, Image.Image)):
             raise ValueError(f"{where}.{kind} needs a url")
         refs.append((media, opts, where))
         return {"type": media}
     raise ValueError(f"{where} has unsupported type {kind!r}")
+
+
+def count_media(messages: list[dict]) -> dict[str, int]:
+    """How many parts of each media type ("image_url", "video_url", "file_url") the messages hold."""
+    counts = {"image_url": 0, "video_url": 0, "file_url": 0}
+    for msg in messages:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        for part in content if isinstance(content, list) else []:
+            kind = part.get("type") if isinstance(part, dict) else None
+            kind = {"image": "image_url", "video": "video_url", "file": "file_url"}.get(kind, kind)
+            if kind in counts:
+                counts[kind] += 1
+    return counts
+
+
+def check_media_counts(messages: list[dict], limits: MediaLimits) -> None:
+    counts = count_media(messages)
+    for kind, limit in (("image_url", limits.max_images), ("video_url", limits.max_videos),
+                        ("file_url", limits.max_files)):
+        if counts[kind] > limit:
+            raise MediaError(f"{counts[kind]} {kind} parts in one request; at most {limit} are allowed")
+    if counts["file_url"] and (counts["image_url"] or counts["video_url"]):
+        raise MediaError("file_url parts cannot be combined with image_url or video_url parts in one request")
+
+
+def expand_documents(messages: list[dict], limits: MediaLimits, proc: ProcessorConfig) -> list[dict]:
+    """The messages with each file_url part replaced by the parts that stand for the document."""
+    urls, where = [], []
+    for i, msg in enumerate(messages):
+        content = msg.get("content") if isinstance(msg, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if isinstance(part, dict) and part.get("type") in ("file_url", "file"):
+                ref = part.get(part["type"])
+                url = ref.get("url") if isinstance(ref, dict) else ref
+                if not isinstance(url, str):
+                    raise ValueError(f"messages[{i}].content[{j}].{part['type']} needs a url")
+                urls.append(url)
+                where.append((i, j))
+    if not urls:
+        return messages
+    try:
+        documents = read_documents(urls, limits, proc)
+    except MediaError as exc:
+        raise MediaError(f"file_url: {exc}") from exc
+    replaced = {pos: parts for pos, parts in zip(where, documents)}
+    out = []
+    for i, msg in enumerate(messages):
+        if any(pos[0] == i for pos in replaced):
+            content = []
+            for j, part in enumerate(msg["content"]):
+                content.extend(replaced.get((i, j), [part]))
+            msg = {**msg, "content": content}
+        out.append(msg)
+    return out
 
 
 def load_media(refs: list[tuple[str, dict, str]], limits: MediaLimits, proc: ProcessorConfig) -> list[MediaItem]:
@@ -109,17 +165,21 @@ class PromptBuilder:
         self.image_start, self.image_end = tok(model_config.image_start_token_id), tok(model_config.image_end_token_id)
 
     def render(self, messages: list[dict], thinking: bool = True, tools: list[dict] | None = None,
-               add_generation_prompt: bool = True) -> str:
-        """The conversation as text, one placeholder per image or video."""
+               add_generation_prompt: bool = True, clear_thinking: bool = True) -> str:
+        """The conversation as text, one placeholder per image or video. clear_thinking=False keeps the
+        reasoning of assistant turns before the last user turn (templates that support it)."""
         template_messages, _ = normalize_messages(messages)
         return render_chat_template(self.template, template_messages, add_generation_prompt=add_generation_prompt,
-                                    tools=tools, enable_thinking=thinking, **self.tokenizer.special_tokens())
+                                    tools=tools, enable_thinking=thinking, clear_thinking=clear_thinking,
+                                    **self.tokenizer.special_tokens())
 
     def build(self, messages: list[dict], thinking: bool = True, tools: list[dict] | None = None,
-              add_generation_prompt: bool = True) -> Prompt:
+              add_generation_prompt: bool = True, clear_thinking: bool = True) -> Prompt:
+        check_media_counts(messages, self.limits)
+        messages = expand_documents(messages, self.limits, self.processor)
         _, refs = normalize_messages(messages)
         media = load_media(refs, self.limits, self.processor)
-        text = self.expand(self.render(messages, thinking, tools, add_generation_prompt), media)
+        text = self.expand(self.render(messages, thinking, tools, add_generation_prompt, clear_thinking), media)
         ids = self.tokenizer.encode(text)
         positions, delta = rope_positions(ids, [m.grid for m in media], self.config)
         return Prompt(ids, media, positions, delta, text)

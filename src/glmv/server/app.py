@@ -1,0 +1,119 @@
+"""The HTTP server: Z.AI routes (/api/paas/v4/...) and OpenAI routes (/v1/...) over one engine."""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..engine.async_llm import AsyncLLM
+from ..engine.config import EngineConfig
+from .auth import Authenticator
+from .chat import ChatService, Settings
+from .errors import NOT_FOUND, APIError
+from .metrics import Metrics
+from .rate_limit import KeyLimiter
+from .store import Prices, Store, load_secret_key
+
+log = logging.getLogger("glmv.server")
+
+ZAI = "/api/paas/v4"
+CODING = "/api/coding/paas/v4"
+OPENAI = "/v1"
+
+
+@dataclass
+class ServerConfig:
+    model: Path
+    db: str
+    secret_file: Path
+    engine: EngineConfig
+    served_model_names: list[str] = field(default_factory=list)  # empty: glm-4.5v and the folder's name
+    api_keys: list[str] = field(default_factory=list)
+    prices: Prices = field(default_factory=Prices)
+    max_concurrency_per_key: int | None = None
+    rpm_per_key: int | None = None
+    max_request_bytes: int = 64 * 1024 * 1024
+
+    @property
+    def model_names(self) -> list[str]:
+        return self.served_model_names or list(dict.fromkeys(["glm-4.5v", Path(self.model).resolve().name]))
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+    except (socket.gaierror, ValueError):
+        return False
+
+
+def create_app(cfg: ServerConfig) -> FastAPI:
+    """The app; the model loads when the app starts (so /health answers only once it is loaded)."""
+    store = Store(cfg.db)
+    auth = Authenticator(store, load_secret_key(cfg.secret_file, create=False), cfg.api_keys)
+    state: dict = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        llm = AsyncLLM(cfg.model, cfg.engine)
+        state["llm"], state["metrics"] = llm, Metrics(llm.engine)
+        state["chat"] = ChatService(llm, Settings(cfg.model_names, cfg.prices, max_request_bytes=cfg.max_request_bytes),
+                                    store, auth, KeyLimiter(cfg.max_concurrency_per_key, cfg.rpm_per_key),
+                                    state["metrics"])
+        log.info("serving %s as %s", cfg.model, ", ".join(cfg.model_names))
+        yield
+        await state["chat"].drain()
+        await llm.idle()
+        llm.shutdown()
+
+    app = FastAPI(title="glmv", description="GLM-V chat completions, Z.AI and OpenAI compatible", lifespan=lifespan)
+
+    for prefix in (ZAI, CODING, OPENAI):
+        app.add_api_route(f"{prefix}/chat/completions", _completions(state, prefix), methods=["POST"],
+                          include_in_schema=prefix != CODING)
+
+    @app.post(f"{ZAI}/async/chat/completions")
+    async def async_submit(request: Request):
+        return await state["chat"].submit(request)
+
+    @app.get(f"{ZAI}/async-result/{{task_id}}")
+    async def async_result(request: Request, task_id: str):
+        return await state["chat"].result(request, task_id)
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "glmv"}
+                                           for name in cfg.model_names]}
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "models": cfg.model_names}
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(generate_latest(state["metrics"].registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc):
+        return APIError(NOT_FOUND, f"no route {request.method} {request.url.path}").response()
+
+    @app.exception_handler(405)
+    async def wrong_method(request: Request, exc):
+        return JSONResponse({"error": {"code": "405", "message": f"{request.method} is not allowed on "
+                                                                 f"{request.url.path}"}}, status_code=405)
+
+    app.state.glmv = state
+    app.state.glmv_open = auth.open()
+    return app
+
+
+def _completions(state: dict, prefix: str):
+    async def completions(request: Request):
+        return await state["chat"].complete(request, f"{prefix}/chat/completions")
+    return completions

@@ -35,9 +35,14 @@ def png_bytes(image: Image.Image) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
+def web_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("web")
+
+
+@pytest.fixture(scope="module")
+def files(web_root):
     """A loopback web server holding an image, a video, a PDF and a text file."""
-    root = tmp_path_factory.mktemp("web")
+    root = web_root
     random_image(96, 80, seed=1).save(root / "cat.png")
     write_video(root / "clip.mp4", frames=8, fps=4)
     pages = [random_image(200, 280, seed=s) for s in (2, 3)]
@@ -190,6 +195,37 @@ def test_video_pdf_and_text_files(server, files):
     txt = client.chat.completions.create(model="glm-4.5v", max_tokens=6, messages=[{"role": "user", "content": [
         {"type": "file_url", "file_url": {"url": f"{files}/notes.txt"}}, {"type": "text", "text": QUESTION}]}])
     assert txt.usage.prompt_tokens > text_only
+
+
+def minimal_docx(path):
+    """A one-paragraph Word file, written by hand (the three parts a .docx needs)."""
+    import zipfile
+
+    ns = "http://schemas.openxmlformats.org"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("[Content_Types].xml", f'<?xml version="1.0"?><Types xmlns="{ns}/package/2006/content-types">'
+                   '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+                   '<Default Extension="xml" ContentType="application/xml"/><Override PartName="/word/document.xml" '
+                   'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/>'
+                   '</Types>')
+        z.writestr("_rels/.rels", f'<?xml version="1.0"?><Relationships xmlns="{ns}/package/2006/relationships">'
+                   f'<Relationship Id="r1" Type="{ns}/officeDocument/2006/relationships/officeDocument" '
+                   'Target="word/document.xml"/></Relationships>')
+        z.writestr("word/document.xml", f'<?xml version="1.0"?><w:document xmlns:w="{ns}/wordprocessingml/2006/'
+                   'main"><w:body><w:p><w:r><w:t>The meeting is on Tuesday.</w:t></w:r></w:p></w:body></w:document>')
+
+
+def test_office_files_need_libreoffice(server, files, web_root):
+    """A .docx is converted by LibreOffice when it is installed; otherwise the error names the missing tool."""
+    minimal_docx(web_root / "memo.docx")
+    response = httpx.post(f"{server.url}/api/paas/v4/chat/completions", headers={
+        "Authorization": f"Bearer {server.keys['main']}"}, json={"model": "glm-4.5v", "max_tokens": 4, "messages": [
+            {"role": "user", "content": [{"type": "file_url", "file_url": {"url": f"{files}/memo.docx"}},
+                                         {"type": "text", "text": QUESTION}]}]})
+    if shutil.which("soffice") or shutil.which("libreoffice"):
+        assert response.status_code == 200 and response.json()["usage"]["prompt_tokens"] > 16
+    else:
+        assert response.status_code == 400 and "LibreOffice (soffice)" in response.json()["error"]["message"]
 
 
 def test_tool_calls_plain_streamed_and_answered(server):
@@ -388,11 +424,21 @@ def test_bad_inputs_are_answered_and_recorded(server, tmp_path):
             and time.monotonic() < deadline:
         time.sleep(0.1)
     assert metric(server, "glmv_requests_running") == 0 and metric(server, "glmv_kv_cache_blocks_used") == 0
+    # the same for a plain (non-stream) request whose client gives up waiting
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(url, headers=auth, timeout=0.5, json={"model": "glm-4.5v", "max_tokens": 1900,
+                                                         "messages": [{"role": "user", "content": "Hi"}]})
+    deadline = time.monotonic() + 20
+    while (metric(server, "glmv_requests_running") or len(usage_rows(server)) < before + len(cases) + 3) \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert metric(server, "glmv_requests_running") == 0 and metric(server, "glmv_kv_cache_blocks_used") == 0
     time.sleep(0.5)
     rows = usage_rows(server)[before:]
-    assert len(rows) == len(cases) + 2
+    assert len(rows) == len(cases) + 3
     assert [r["error_code"] for r in rows[:len(cases)]] == [code for _, code in cases]
-    assert rows[-1]["status"] == 499 and rows[-1]["completion_tokens"] < 1500
+    assert rows[-2]["status"] == 499 and rows[-2]["completion_tokens"] < 1500
+    assert rows[-1]["status"] == 499 and rows[-1]["completion_tokens"] < 1900
     ok = openai_client(server).chat.completions.create(model="glm-4.5v", messages=[{"role": "user", "content": "Hi"}],
                                                        max_tokens=3)
     assert ok.usage.completion_tokens == 3  # still serving

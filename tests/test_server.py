@@ -407,6 +407,10 @@ def test_bad_inputs_are_answered_and_recorded(server, tmp_path):
         (json.dumps({"model": "glm-4.5v", "messages": image_message("file:///etc/passwd")}), "1214"),
         (json.dumps({"model": "glm-4.5v", "messages": [{"role": "user", "content": [
             {"type": "file_url", "file_url": {"url": "data:application/pdf;base64,JVBERi0xLjQKYnJva2Vu"}}]}]}), "1214"),
+        (json.dumps({"model": "glm-4.5v", "messages": [{"role": "user", "content": [  # files and images never mix
+            {"type": "file_url", "file_url": {"url": "data:text/plain;base64,aGk="}},
+            {"type": "image_url", "image_url": {"url": data_url(random_image(28, 28))}}]}]}), "1214"),
+        (json.dumps({"model": "nope", "stream": True, "messages": [{"role": "user", "content": "x"}]}), "1211"),
     ]
     for body, code in cases:
         response = httpx.post(url, content=body, headers=auth)
@@ -445,20 +449,21 @@ def test_bad_inputs_are_answered_and_recorded(server, tmp_path):
 
 
 def test_default_server_refuses_private_urls_and_drains_on_shutdown(server, files, tmp_path):
-    strict = start_server(scripted_checkpoint(tmp_path / "model"), tmp_path / "strict.db")
+    strict = start_server(scripted_checkpoint(tmp_path / "model"), tmp_path / "strict.db", "--api-key", "run.only")
+    post = partial(httpx.post, f"{strict.url}/v1/chat/completions", headers={"Authorization": "Bearer run.only"})
     try:
-        response = httpx.post(f"{strict.url}/v1/chat/completions", json={
-            "model": "glm-4.5v", "messages": image_message(f"{files}/cat.png")})
+        anonymous = httpx.post(f"{strict.url}/v1/chat/completions", json={"model": "glm-4.5v", "messages": [
+            {"role": "user", "content": "Hi"}]})
+        assert anonymous.status_code == 401 and anonymous.json()["error"]["code"] == "1001"
+        response = post(json={"model": "glm-4.5v", "messages": image_message(f"{files}/cat.png")})
         assert response.status_code == 400 and "not a public address" in response.json()["error"]["message"]
         for address in ("http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x.png", "http://[::1]/x.png"):
-            response = httpx.post(f"{strict.url}/v1/chat/completions", json={
-                "model": "glm-4.5v", "messages": image_message(address)})
+            response = post(json={"model": "glm-4.5v", "messages": image_message(address)})
             assert response.json()["error"]["code"] == "1214", address
         # a request in flight when the server is told to stop still gets its whole answer
         answers = []
-        request = threading.Thread(target=lambda: answers.append(httpx.post(
-            f"{strict.url}/v1/chat/completions", timeout=60,
-            json={"model": "glm-4.5v", "max_tokens": 1000, "messages": [{"role": "user", "content": "Hi"}]})))
+        request = threading.Thread(target=lambda: answers.append(post(timeout=60, json={
+            "model": "glm-4.5v", "max_tokens": 1000, "messages": [{"role": "user", "content": "Hi"}]})))
         request.start()
         while not metric(strict, "glmv_requests_running"):
             time.sleep(0.02)

@@ -9,6 +9,16 @@ MAX_STOP_STRINGS = 16
 MAX_STOP_STRING_CHARS = 256
 
 
+def stop_strings(stop: str | list[str]) -> list[str]:
+    """`stop` as a list, checked against the bounds (a string is one stop string)."""
+    stops = [stop] if isinstance(stop, str) else list(stop)
+    if len(stops) > MAX_STOP_STRINGS or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_STRING_CHARS
+                                                 for s in stops):
+        raise ValueError(f"stop takes at most {MAX_STOP_STRINGS} non-empty strings of at most "
+                         f"{MAX_STOP_STRING_CHARS} characters")
+    return stops
+
+
 @dataclass
 class SamplingParams:
     temperature: float = 1.0  # 0 means greedy
@@ -26,8 +36,6 @@ class SamplingParams:
     logprobs: int | None = None  # None: none; N: the chosen token's log-probability and the top-N alternatives
 
     def __post_init__(self):
-        if isinstance(self.stop, str):
-            self.stop = [self.stop]
         if self.temperature < 0:
             raise ValueError("temperature must be >= 0")
         if not 0 < self.top_p <= 1:
@@ -44,10 +52,7 @@ class SamplingParams:
             raise ValueError("max_thinking_tokens must be >= 0")
         if self.logprobs is not None and not 0 <= self.logprobs <= MAX_LOGPROBS:
             raise ValueError(f"logprobs must be in [0, {MAX_LOGPROBS}]")
-        if len(self.stop) > MAX_STOP_STRINGS or not all(isinstance(s, str) and 0 < len(s) <= MAX_STOP_STRING_CHARS
-                                                        for s in self.stop):
-            raise ValueError(f"stop takes at most {MAX_STOP_STRINGS} non-empty strings of at most "
-                             f"{MAX_STOP_STRING_CHARS} characters")
+        self.stop = stop_strings(self.stop)
 
     @property
     def greedy(self) -> bool:

@@ -85,16 +85,22 @@ def _part(part, where: str, refs: list) -> dict:
     raise ValueError(f"{where} has unsupported type {kind!r}")
 
 
+def content_parts(messages: list[dict]):
+    """(message index, part index, part) for every object part of every list content."""
+    for i, msg in enumerate(messages):
+        content = msg.get("content") if isinstance(msg, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            if isinstance(part, dict):
+                yield i, j, part
+
+
 def count_media(messages: list[dict]) -> dict[str, int]:
     """How many parts of each media type ("image_url", "video_url", "file_url") the messages hold."""
     counts = {"image_url": 0, "video_url": 0, "file_url": 0}
-    for msg in messages:
-        content = msg.get("content") if isinstance(msg, dict) else None
-        for part in content if isinstance(content, list) else []:
-            kind = part.get("type") if isinstance(part, dict) else None
-            kind = {"image": "image_url", "video": "video_url", "file": "file_url"}.get(kind, kind)
-            if kind in counts:
-                counts[kind] += 1
+    for _, _, part in content_parts(messages):
+        kind = {"image": "image_url", "video": "video_url", "file": "file_url"}.get(part.get("type"), part.get("type"))
+        if kind in counts:
+            counts[kind] += 1
     return counts
 
 
@@ -111,16 +117,14 @@ def check_media_counts(messages: list[dict], limits: MediaLimits) -> None:
 def expand_documents(messages: list[dict], limits: MediaLimits, proc: ProcessorConfig) -> list[dict]:
     """The messages with each file_url part replaced by the parts that stand for the document."""
     urls, where = [], []
-    for i, msg in enumerate(messages):
-        content = msg.get("content") if isinstance(msg, dict) else None
-        for j, part in enumerate(content if isinstance(content, list) else []):
-            if isinstance(part, dict) and part.get("type") in ("file_url", "file"):
-                ref = part.get(part["type"])
-                url = ref.get("url") if isinstance(ref, dict) else ref
-                if not isinstance(url, str):
-                    raise ValueError(f"messages[{i}].content[{j}].{part['type']} needs a url")
-                urls.append(url)
-                where.append((i, j))
+    for i, j, part in content_parts(messages):
+        if part.get("type") in ("file_url", "file"):
+            ref = part.get(part["type"])
+            url = ref.get("url") if isinstance(ref, dict) else ref
+            if not isinstance(url, str):
+                raise ValueError(f"messages[{i}].content[{j}].{part['type']} needs a url")
+            urls.append(url)
+            where.append((i, j))
     if not urls:
         return messages
     try:
@@ -169,6 +173,10 @@ class PromptBuilder:
         """The conversation as text, one placeholder per image or video. clear_thinking=False keeps the
         reasoning of assistant turns before the last user turn (templates that support it)."""
         template_messages, _ = normalize_messages(messages)
+        return self._render(template_messages, thinking, tools, add_generation_prompt, clear_thinking)
+
+    def _render(self, template_messages: list[dict], thinking: bool, tools: list[dict] | None,
+                add_generation_prompt: bool, clear_thinking: bool) -> str:
         return render_chat_template(self.template, template_messages, add_generation_prompt=add_generation_prompt,
                                     tools=tools, enable_thinking=thinking, clear_thinking=clear_thinking,
                                     **self.tokenizer.special_tokens())
@@ -176,10 +184,10 @@ class PromptBuilder:
     def build(self, messages: list[dict], thinking: bool = True, tools: list[dict] | None = None,
               add_generation_prompt: bool = True, clear_thinking: bool = True) -> Prompt:
         check_media_counts(messages, self.limits)
-        messages = expand_documents(messages, self.limits, self.processor)
-        _, refs = normalize_messages(messages)
+        template_messages, refs = normalize_messages(expand_documents(messages, self.limits, self.processor))
         media = load_media(refs, self.limits, self.processor)
-        text = self.expand(self.render(messages, thinking, tools, add_generation_prompt, clear_thinking), media)
+        text = self.expand(self._render(template_messages, thinking, tools, add_generation_prompt, clear_thinking),
+                           media)
         ids = self.tokenizer.encode(text)
         positions, delta = rope_positions(ids, [m.grid for m in media], self.config)
         return Prompt(ids, media, positions, delta, text)

@@ -14,6 +14,7 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -118,6 +119,13 @@ def validation_error(exc: ValidationError) -> APIError:
     return APIError(code, f"invalid {where or 'request'}: {err['msg']}")
 
 
+def finish_reason(last: RequestUpdate, calls: list) -> str:
+    """The API's finish_reason for a finished generation; an engine failure raises."""
+    if last.finish_reason == "error":
+        raise RuntimeError("the engine failed while generating")
+    return "tool_calls" if calls and last.finish_reason == "stop" else last.finish_reason
+
+
 def sse(payload: dict) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
@@ -136,9 +144,8 @@ class ChatService:
         tally = Tally(endpoint, new_task_id(), time.monotonic())
         caller, acquired = None, False
         try:
-            caller, job = await self._admit(request, tally)
+            caller, job, updates = await self._admit(request, tally)
             acquired = True
-            updates = self._start(job)
             if job.stream:
                 acquired = False  # the stream releases it
                 return StreamingResponse(self._stream(job, updates, tally, caller), media_type="text/event-stream",
@@ -166,14 +173,8 @@ class ChatService:
         """Z.AI async mode: answer with a task id at once; the result is fetched later."""
         tally = Tally("async", new_task_id(), time.monotonic())
         try:
-            caller, job = await self._admit(request, tally)
+            caller, job, updates = await self._admit(request, tally)
         except APIError as exc:
-            await self._record(tally, exc.status, exc.code)
-            return exc.response()
-        try:
-            updates = self._start(job)
-        except APIError as exc:
-            self.limiter.release(caller)
             await self._record(tally, exc.status, exc.code)
             return exc.response()
         status = {"id": job.task_id, "request_id": job.request_id, "model": job.model, "task_status": "PROCESSING",
@@ -194,8 +195,8 @@ class ChatService:
 
     # -- validation ---------------------------------------------------------------------------
 
-    async def _admit(self, request: Request, tally: Tally) -> tuple[Caller, Job]:
-        """Authenticate, validate and build the prompt; holds a per-key slot on success."""
+    async def _admit(self, request: Request, tally: Tally) -> tuple[Caller, Job, AsyncIterator[RequestUpdate]]:
+        """Authenticate, validate, build the prompt and hand it to the engine; holds a per-key slot on success."""
         caller = await asyncio.to_thread(self.auth.authenticate, request.headers.get("authorization"))
         tally.key_id = caller.key_id
         req = await self._parse(request)
@@ -205,7 +206,8 @@ class ChatService:
                                      f"{', '.join(self.settings.served_model_names)}")
         self.limiter.acquire(caller)
         try:
-            return caller, await self._job(req, tally.task_id)
+            job = await self._job(req, tally.task_id)
+            return caller, job, self._start(job)
         except BaseException:
             self.limiter.release(caller)
             raise
@@ -232,39 +234,37 @@ class ChatService:
         if not any(m.role == "user" for m in req.messages):
             raise APIError(INVALID_FIELD, "messages must include a user message")
         tools = [t.model_dump(exclude_none=True) for t in req.tools or []] if req.tool_choice != "none" else []
+        tools = tools or None
         builder = self.llm.engine.prompts
         clear = req.thinking.clear_thinking if req.thinking else True
         try:
-            prompt = await asyncio.to_thread(builder.build, req.template_messages(), req.thinking_enabled,
-                                             tools or None, True, clear)
+            prompt = await asyncio.to_thread(builder.build, req.template_messages(), req.thinking_enabled, tools,
+                                             True, clear)
         except MediaError as exc:
             raise APIError(INVALID_FIELD, f"invalid media: {exc}") from None
         except ValueError as exc:
             raise APIError(INVALID_FIELD, f"invalid messages: {exc}") from None
-        context = self.llm.engine.max_model_len
-        room = context - len(prompt.token_ids)
-        max_tokens = req.max_tokens or req.max_completion_tokens
-        if room < 1 or (max_tokens or 0) > room:
-            raise APIError(PROMPT_TOO_LONG, f"prompt too long: {len(prompt.token_ids)} prompt tokens + max_tokens "
-                                            f"{max_tokens or 1} exceed the context of {context} tokens")
+        # by default the answer may fill the context; the engine's check (in _start) refuses what does not fit
+        room = self.llm.engine.max_model_len - len(prompt.token_ids)
+        max_tokens = req.max_tokens or req.max_completion_tokens or max(1, min(MAX_TOKENS_LIMIT, room))
         greedy = not req.do_sample or req.temperature == 0 or req.top_p == 0
         params = SamplingParams(
             temperature=0.0 if greedy else (req.temperature if req.temperature is not None
                                             else self.settings.default_temperature),
             top_p=1.0 if greedy else (req.top_p if req.top_p is not None else self.settings.default_top_p),
-            max_tokens=max_tokens or min(MAX_TOKENS_LIMIT, room),
+            max_tokens=max_tokens,
             stop=req.stop or [], seed=None if req.seed is None else req.seed % 2**63)
         request_id = task_id if req.request_id is None else str(req.request_id)
-        return Job(task_id, request_id, req.model, schemas.now(), prompt, params, tools or None,
+        return Job(task_id, request_id, req.model, schemas.now(), prompt, params, tools,
                    self.llm.engine.opens_thinking(prompt.token_ids), req.stream)
 
-    def _start(self, job: Job):
+    def _start(self, job: Job) -> AsyncIterator[RequestUpdate]:
         try:
             return self.llm.generate(job.prompt, job.params, job.task_id)
         except QueueFullError as exc:
             raise APIError(OVERLOADED, f"the server is busy, try again shortly ({exc})") from None
-        except ValueError as exc:
-            raise APIError(PROMPT_TOO_LONG, str(exc)) from None
+        except ValueError as exc:  # the prompt and max_tokens do not fit the context or the KV cache
+            raise APIError(PROMPT_TOO_LONG, f"prompt too long: {exc}") from None
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -277,14 +277,11 @@ class ChatService:
                 tally.count(update)
                 pieces.append(update.text)
                 last = update
-        if last.finish_reason == "error":
-            raise RuntimeError("the engine failed while generating")
         reasoning, content = split_reasoning("".join(pieces))
         calls = []
         if job.tools:
             content, calls = parse_tool_calls(content, job.tools)
-        reason = "tool_calls" if calls and last.finish_reason == "stop" else last.finish_reason
-        return Answer(content, reasoning, [c.to_dict(i) for i, c in enumerate(calls)], reason)
+        return Answer(content, reasoning, [c.to_dict(i) for i, c in enumerate(calls)], finish_reason(last, calls))
 
     async def _until_done(self, job: Job, updates, tally: Tally, request: Request) -> Answer | None:
         """The answer, or None if the client went away first (the generation is then aborted)."""
@@ -319,12 +316,10 @@ class ChatService:
                         delta["content"] = content
                     if len(delta) > 1:
                         yield make(delta)
-            if last.finish_reason == "error":
-                raise RuntimeError("the engine failed while generating")
             rest, calls = tools.finish()
+            reason = finish_reason(last, calls)
             if calls:
                 yield make({"tool_calls": [c.to_dict(i) for i, c in enumerate(calls)]})
-            reason = "tool_calls" if calls and last.finish_reason == "stop" else last.finish_reason
             await self._record(tally, 200)  # durable before the client sees the end
             yield make({"role": "assistant", "content": rest}, finish_reason=reason, usage_=self._usage(tally))
             yield "data: [DONE]\n\n"

@@ -25,9 +25,6 @@ class KeyLimiter:
         recent = self.recent[key]
         while recent and now - recent[0] >= WINDOW_S:
             recent.popleft()
-        if not recent:
-            del self.recent[key]  # keeps the table as small as the set of active keys
-            recent = self.recent[key]
         if concurrency and self.running[key] >= concurrency:
             raise APIError(TOO_CONCURRENT, f"too many concurrent requests for this key (limit {concurrency})")
         if rpm and len(recent) >= rpm:

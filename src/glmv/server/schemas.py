@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..sampling_params import MAX_STOP_STRING_CHARS, MAX_STOP_STRINGS, MAX_TOKENS_LIMIT
+from ..sampling_params import MAX_TOKENS_LIMIT, stop_strings
 
 MAX_MESSAGES = 4096
 MAX_TOOLS = 128
@@ -109,11 +109,7 @@ class ChatRequest(Lenient):
     @field_validator("stop")
     @classmethod
     def _stop(cls, value):
-        stops = [value] if isinstance(value, str) else value
-        if len(stops) > MAX_STOP_STRINGS or not all(0 < len(s) <= MAX_STOP_STRING_CHARS for s in stops):
-            raise ValueError(f"at most {MAX_STOP_STRINGS} non-empty stop strings of at most "
-                             f"{MAX_STOP_STRING_CHARS} characters")
-        return stops
+        return stop_strings(value)
 
     @property
     def thinking_enabled(self) -> bool:

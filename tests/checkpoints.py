@@ -76,3 +76,23 @@ def make_scripted_checkpoint(path: Path, scripts: dict[str, list[str]], scale: f
             head.copy_(rows * scale)
         save_file(weights, shard, metadata={"format": "pt"})
     return path
+
+
+def make_taught_checkpoint(path: Path, conversations: list[list[dict]], steps: int = 150, lr: float = 1e-2) -> Path:
+    """A tiny checkpoint that glmv's own trainer has taught to answer `conversations` word for word
+    (images included): real training, so a test can know a real model's answer in advance."""
+    from glmv.inputs.prompt import PromptBuilder
+    from glmv.training.data import Batches, encode
+    from glmv.training.trainer import TrainConfig, train
+
+    base = make_checkpoint(path / "base", "glm4v_moe")
+    builder = PromptBuilder.from_pretrained(base)
+
+    class Lessons:
+        def example(self, index):
+            return encode(builder, conversations[index % len(conversations)])
+
+    batches = Batches(Lessons(), batch_size=len(conversations), pad_id=0, seed=0, max_length=4096, pool=1)
+    cfg = TrainConfig(steps=steps, batch_size=len(conversations), lr=lr, warmup=10, min_lr_ratio=0.5,
+                      save_every=steps + 1, balance_rate=0.0)
+    return train(base, batches, cfg, path / "run", progress=False)

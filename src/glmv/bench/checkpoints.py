@@ -7,13 +7,12 @@ only here (`pip install glmv[bench]`); the engine never imports it.
 """
 from __future__ import annotations
 
-import json
-from importlib.resources import files
 from pathlib import Path
 
 import torch
 
-from ..training.tokenizer import build_tokenizer, tokenizer_config
+from ..model.saver import save_processing_files
+from ..training.tokenizer import build_tokenizer
 
 CORPUS = [
     "What is in this picture? Describe the image in detail.",
@@ -23,21 +22,6 @@ CORPUS = [
     "The answer is 42. Tell me the position of the blue star in [x1,y1,x2,y2] format.",
     "Hello, how are you today? I am fine, thank you very much.",
 ] * 4
-IMAGE_MEAN, IMAGE_STD = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
-
-
-def preprocessor(max_image_tokens: int) -> dict:
-    return {"size": {"shortest_edge": 12544, "longest_edge": 28 * 28 * 2 * max_image_tokens}, "patch_size": 14,
-            "temporal_patch_size": 2, "merge_size": 2, "image_mean": IMAGE_MEAN, "image_std": IMAGE_STD,
-            "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "resample": 3,
-            "image_processor_type": "Glm4vImageProcessor"}
-
-
-def video_preprocessor(max_frame_tokens: int) -> dict:
-    return {"size": {"shortest_edge": 12544, "longest_edge": 28 * 28 * 2 * max_frame_tokens}, "fps": 2.0,
-            "max_duration": 300, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
-
-
 def write_random_checkpoint(path: Path, arch: str, text: dict, vision: dict, seed: int = 0,
                             dtype: torch.dtype = torch.float32, max_shard_size: str | None = None,
                             tokenizer_vocab: int = 320, max_image_tokens: int = 64, max_frame_tokens: int = 96,
@@ -70,9 +54,5 @@ def write_random_checkpoint(path: Path, arch: str, text: dict, vision: dict, see
             if "e_score_correction_bias" in name:
                 b.copy_(torch.randn_like(b) * 0.1)
     model.to(dtype).save_pretrained(path, **({"max_shard_size": max_shard_size} if max_shard_size else {}))
-    tok.save(str(path / "tokenizer.json"))
-    (path / "chat_template.jinja").write_text(files("glmv").joinpath("assets/glm_chat_template.jinja").read_text())
-    (path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config()))
-    (path / "preprocessor_config.json").write_text(json.dumps(preprocessor(max_image_tokens)))
-    (path / "video_preprocessor_config.json").write_text(json.dumps(video_preprocessor(max_frame_tokens)))
+    save_processing_files(path, tok, max_image_tokens, max_frame_tokens)
     return path

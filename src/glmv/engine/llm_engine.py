@@ -13,10 +13,7 @@ from pathlib import Path
 import torch
 
 from ..config import ModelConfig
-from ..inputs.chat_template import find_chat_template
-from ..inputs.processor import ProcessorConfig
 from ..inputs.prompt import Prompt, PromptBuilder
-from ..inputs.tokenizer import Tokenizer
 from ..model.loader import load_model
 from ..outputs.reasoning import split_reasoning
 from ..sampling_params import SamplingParams
@@ -77,9 +74,8 @@ class LLMEngine:
         self.config = cfg = config or EngineConfig()
         self.model = load_model(self.path, dtype=cfg.dtype, device=cfg.device, progress=cfg.progress)
         self.model_config = self.model.config
-        self.tokenizer = Tokenizer(self.path)
-        self.prompts = PromptBuilder(self.tokenizer, find_chat_template(self.path), self.model_config,
-                                     ProcessorConfig.from_pretrained(self.path), cfg.limits)
+        self.prompts = PromptBuilder.from_pretrained(self.path, cfg.limits, self.model_config)
+        self.tokenizer = self.prompts.tokenizer
         self.eos_token_ids = eos_token_ids(self.path, self.model_config)
         self.think_start, self.think_end = self.tokenizer.find_id("<think>"), self.tokenizer.find_id("</think>")
         text_cfg = self.model_config.text

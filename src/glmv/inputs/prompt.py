@@ -10,13 +10,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from PIL import Image
 
 from ..config import ModelConfig
 from ..model.modeling import rope_positions
-from .chat_template import render_chat_template
+from .chat_template import find_chat_template, render_chat_template
 from .documents import read_documents
 from .media import MediaError, MediaLimits, load_image, load_video
 from .processor import ProcessorConfig, process_image, process_video
@@ -167,6 +168,13 @@ class PromptBuilder:
         tok = tokenizer.id_to_token
         self.image_token, self.video_token = tok(model_config.image_token_id), tok(model_config.video_token_id)
         self.image_start, self.image_end = tok(model_config.image_start_token_id), tok(model_config.image_end_token_id)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, limits: MediaLimits | None = None,
+                        model_config: ModelConfig | None = None) -> "PromptBuilder":
+        """The prompt builder of a checkpoint folder: its tokenizer, chat template and processor."""
+        return cls(Tokenizer(path), find_chat_template(path), model_config or ModelConfig.from_pretrained(path),
+                   ProcessorConfig.from_pretrained(path), limits)
 
     def render(self, messages: list[dict], thinking: bool = True, tools: list[dict] | None = None,
                add_generation_prompt: bool = True, clear_thinking: bool = True) -> str:

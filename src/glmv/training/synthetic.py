@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..outputs.boxes import BOX_END, BOX_START
+
 COLORS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 80, 220), "yellow": (240, 210, 30),
           "purple": (140, 60, 180), "orange": (245, 140, 20), "black": (15, 15, 15), "white": (250, 250, 250)}
 SHAPES = ("circle", "square", "triangle", "star")
 PLURAL = {"circle": "circles", "square": "squares", "triangle": "triangles", "star": "stars"}
-BOX_START, BOX_END = "<|begin_of_box|>", "<|end_of_box|>"
 WORDS = ("cat", "sun", "tree", "river", "glmv", "vision", "apple", "moon", "robot", "house", "zebra", "piano",
          "cloud", "pixel", "model", "answer")
 CHART_LABELS = ("A", "B", "C", "D", "E", "F", "Mon", "Tue", "Wed", "Thu", "Fri", "Q1", "Q2", "Q3", "Q4")
@@ -139,15 +140,15 @@ def font(size: int) -> ImageFont.FreeTypeFont:
 
 
 def text_card(rng: random.Random, text: str) -> Image.Image:
+    """The text in one line spanning 40% to 90% of the width (at most 60% of the height), so that it
+    stays legible after the processor scales the image down to the model's pixel budget."""
     width, height = image_size(rng)
     image = background(rng, width, height)
     draw = ImageDraw.Draw(image)
-    size = rng.randint(28, 72)
-    while True:
-        left, top, right, bottom = draw.textbbox((0, 0), text, font=font(size))
-        if right - left < width * 0.9 and bottom - top < height * 0.8 or size <= 12:
-            break
-        size -= 4
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font(100))
+    scale = min(width * rng.uniform(0.4, 0.9) / (right - left), height * 0.6 / (bottom - top))
+    size = max(12, int(100 * scale))
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font(size))
     x = rng.randint(0, max(0, width - (right - left))) - left
     y = rng.randint(0, max(0, height - (bottom - top))) - top
     draw.text((x, y), text, font=font(size), fill=COLORS[rng.choice(("black", "white", "blue", "red"))])
@@ -215,6 +216,10 @@ def reading(rng: random.Random) -> Sample:
                   f"The image shows the text \"{text}\".")
 
 
+def slot_width(width: int, bars: int) -> float:
+    return (width - 20) / bars
+
+
 def chart(rng: random.Random) -> Sample:
     labels = rng.sample(CHART_LABELS, rng.randint(2, 6))
     values = [rng.randint(1, 99) for _ in labels]
@@ -222,9 +227,9 @@ def chart(rng: random.Random) -> Sample:
     width = max(width, 80 * len(labels))
     image = Image.new("RGB", (width, height), (250, 250, 250))
     draw = ImageDraw.Draw(image)
-    size = max(12, min(24, height // 16))
-    top, bottom, left = size * 2, height - size * 2, 10
-    slot = (width - 2 * left) / len(labels)
+    size = max(12, min(height // 10, int(slot_width(width, len(labels)) * 0.4)))
+    top, bottom, left = int(size * 1.5), height - int(size * 1.5), 10
+    slot = slot_width(width, len(labels))
     color = COLORS[rng.choice(("blue", "green", "red", "orange", "purple"))]
     for i, (label, value) in enumerate(zip(labels, values)):
         x1 = left + i * slot + slot * 0.2
@@ -245,7 +250,17 @@ def problem(rng: random.Random) -> Sample:
         a, b = b, a
     result = a + b if op == "+" else a - b if op == "-" else a * b
     return Sample("problem", text_card(rng, f"{a} {op} {b} = ?"), rng.choice(PROBLEM_Q), f"{BOX_START}{result}{BOX_END}",
-                  f"The image asks {a} {op} {b}. {a} {op} {b} = {result}.")
+                  f"The image asks {a} {op} {b}. {steps(a, op, b)}")
+
+
+def steps(a: int, op: str, b: int) -> str:
+    """Tens and units worked separately: the short written method a pupil would show."""
+    tens, units = a // 10 * 10, a % 10
+    if op == "+":
+        return f"{a} + {b} = {a} + {b // 10 * 10} + {b % 10} = {a + b // 10 * 10} + {b % 10} = {a + b}."
+    if op == "-":
+        return f"{a} - {b} = {a} - {b // 10 * 10} - {b % 10} = {a - b // 10 * 10} - {b % 10} = {a - b}."
+    return f"{a} x {b} = {tens} x {b} + {units} x {b} = {tens * b} + {units * b} = {a * b}."
 
 
 def make_sample(rng: random.Random, task: str | None = None) -> Sample:

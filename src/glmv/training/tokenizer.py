@@ -22,9 +22,12 @@ TEXT_TOKENS = {"<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_resp
 
 
 def build_tokenizer(corpus: Iterable[str], vocab_size: int) -> Tokenizer:
-    """Train a byte-level BPE of `vocab_size` ordinary tokens on `corpus`, then append the GLM specials."""
+    """Train a byte-level BPE of `vocab_size` ordinary tokens on `corpus`, then append the GLM specials.
+    Digits are single tokens, so that a small model writes numbers (box coordinates, counts, sums)
+    digit by digit from a ten-way choice instead of learning a thousand number tokens."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)

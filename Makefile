@@ -16,8 +16,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-# The main job: the Z.AI/OpenAI-compatible server on 127.0.0.1:8000. MODEL=path/to/checkpoint picks a GLM-V
-# checkpoint; ARGS are passed to `glmv serve` (see `glmv serve --help`).
+# The main job: the Z.AI/OpenAI-compatible server (and web chat) on 127.0.0.1:8000, serving the bundled model
+# glmv-small; MODEL=path/to/checkpoint serves another GLM-V checkpoint; ARGS are passed to `glmv serve`.
 run: install
 	$(VENV)/bin/glmv serve $(if $(MODEL),--model $(MODEL)) $(ARGS)
 

@@ -65,12 +65,14 @@ class Server:
         return code in (0, -signal.SIGTERM) and "Traceback" not in self.log.read_text()
 
 
-def start_server(model: Path, db: Path, *args: str) -> Server:
+def start_server(model: Path | None, db: Path, *args: str) -> Server:
+    """`glmv serve` on a free loopback port; model None serves the bundled model."""
     port = free_port()
     db.parent.mkdir(parents=True, exist_ok=True)
     log = db.with_suffix(f".{port}.log")
     process = subprocess.Popen(
-        [sys.executable, "-m", "glmv.cli", "serve", "--model", str(model), "--port", str(port), "--db", str(db),
+        [sys.executable, "-m", "glmv.cli", "serve", *(["--model", str(model)] if model else []), "--port", str(port),
+         "--db", str(db),
          "--dtype", "float32", "--kv-cache-memory", "32MiB", "--max-model-len", "2048", "--log-level", "warning",
          *args], stdout=log.open("w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120

@@ -7,11 +7,6 @@ def glmv(*args):
     return subprocess.run([sys.executable, "-m", "glmv.cli", *args], capture_output=True, text=True, timeout=300)
 
 
-def test_chat_without_a_model_says_so():
-    out = glmv("chat", "What is this?")
-    assert out.returncode == 2 and "ships no bundled model yet" in out.stderr
-
-
 def test_chat_answers_about_an_image(moe_checkpoint, tmp_path):
     from media_files import random_image
 

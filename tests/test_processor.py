@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from glmv.inputs.chat_template import find_chat_template, render_chat_template
-from glmv.inputs.media import MediaError, load_image, load_video
+from glmv.inputs.media import MediaError, MediaLimits, load_image, load_video
 from glmv.inputs.processor import ProcessorConfig, process_image, process_video, sample_frame_indices, smart_resize
 from glmv.llm import LLM
 from media_files import random_image, write_video
@@ -173,3 +173,9 @@ def test_per_request_video_sampling(llm, tmp_path):
     assert len(load_video(str(path), cfg, fps=1).frames) == 10
     thinned = load_video(str(path), cfg, max_frames=7)
     assert len(thinned.frames) == 6 and thinned.timestamps == sorted(thinned.timestamps)
+    for bad in ({"fps": 0}, {"fps": -1}, {"fps": "2"}, {"fps": 100}, {"max_frames": 1}, {"max_frames": 2.5},
+                {"max_frames": 10**6}, {"max_frames": True}):
+        with pytest.raises(MediaError, match="fps|max_frames"):
+            load_video(str(path), cfg, **bad)
+    capped = load_video(str(path), cfg, fps=4, limits=MediaLimits(max_video_frames=12))
+    assert len(capped.frames) == 12  # the server's cap holds whatever the request asks

@@ -30,7 +30,7 @@ MIME_TYPES = {"application/pdf": "pdf", "text/plain": "txt", "text/markdown": "m
               "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
               "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx"}
 OFFICE_TIMEOUT_S = 120
-_PDFIUM = threading.Lock()  # pdfium is not thread-safe; requests may be prepared on several threads
+PDFIUM_LOCK = threading.Lock()  # pdfium is not thread-safe; requests may be prepared on several threads
 
 
 def file_type(url: str, data: bytes) -> str:
@@ -57,12 +57,12 @@ def read_documents(urls: list[str], limits: MediaLimits, proc: ProcessorConfig) 
         if kind in OFFICE_TYPES:
             data, kind = office_to_pdf(data, kind), "pdf"
         loaded.append((kind, data))
-    with _PDFIUM:
+    with PDFIUM_LOCK:
         return _document_parts(loaded, limits, proc)
 
 
 def _document_parts(loaded: list[tuple[str, bytes]], limits: MediaLimits, proc: ProcessorConfig) -> list[list[dict]]:
-    pdfs = [_open_pdf(data) for kind, data in loaded if kind == "pdf"]
+    pdfs = [open_pdf(data) for kind, data in loaded if kind == "pdf"]
     try:
         pages = sum(len(pdf) for pdf in pdfs)
         if pages > limits.max_file_pages:
@@ -82,7 +82,7 @@ def _document_parts(loaded: list[tuple[str, bytes]], limits: MediaLimits, proc: 
             pdf.close()
 
 
-def _open_pdf(data: bytes):
+def open_pdf(data: bytes):
     import pypdfium2 as pdfium
 
     try:

@@ -29,6 +29,8 @@ class MediaLimits:
     max_image_pixels: int = 6000 * 6000
     max_images: int = 50  # per request
     max_videos: int = 1
+    max_video_frames: int = 600  # sampled frames per video, whatever fps and max_frames a request asks for
+    max_video_fps: float = 30.0
     max_files: int = 50
     max_file_bytes: int = 100 * 1024 * 1024
     max_file_pages: int = 50  # PDF pages rendered, per request
@@ -117,10 +119,19 @@ class Video:
 
 def load_video(source: str, cfg: ProcessorConfig, limits: MediaLimits | None = None,
                fps: float | None = None, max_frames: int | None = None) -> Video:
-    """Decode a video with PyAV, keeping only the frames that the sampling rate selects."""
+    """Decode a video with PyAV, keeping only the frames that the sampling rate selects. `fps` and
+    `max_frames` override the checkpoint's sampling for one request, within the limits. (Frames in
+    between are still decoded, as inter-frame codecs need, but never converted or kept.)"""
     import av
 
     limits = limits or MediaLimits()
+    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float))
+                            or not 0 < fps <= limits.max_video_fps):
+        raise MediaError(f"video fps must be a number above 0 and at most {limits.max_video_fps:g}")
+    if max_frames is not None and (isinstance(max_frames, bool) or not isinstance(max_frames, int)
+                                   or not 2 <= max_frames <= limits.max_video_frames):
+        raise MediaError(f"video max_frames must be an integer from 2 to {limits.max_video_frames}")
+    max_frames = max_frames or limits.max_video_frames
     data = read_source(source, limits.max_video_bytes, limits)
     try:
         with av.open(io.BytesIO(data)) as container:
@@ -136,7 +147,7 @@ def load_video(source: str, cfg: ProcessorConfig, limits: MediaLimits | None = N
                 raise MediaError("the video has no frames")
             container.seek(0)
             indices = sample_frame_indices(total, video_fps, total / video_fps, cfg, fps)
-            if max_frames and len(indices) > max_frames:  # evenly thinned, keeping an even count
+            if len(indices) > max_frames:  # evenly thinned, keeping an even count
                 keep = np.linspace(0, len(indices) - 1, max(2, max_frames - max_frames % 2)).round().astype(int)
                 indices = [indices[i] for i in keep]
             wanted = sorted(set(indices))

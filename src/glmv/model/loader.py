@@ -37,6 +37,14 @@ class Slot:
     reshape: str | None = None  # "patch_embed" or "downsample": conv kernels stored as linears
 
 
+def bundled_model() -> Path | None:
+    """The small GLM-V model shipped inside the package (see its model card), if this build has it."""
+    from importlib.resources import files
+
+    path = Path(str(files("glmv").joinpath("assets/glmv-small")))
+    return path if (path / "model.safetensors").is_file() else None
+
+
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype

@@ -6,6 +6,7 @@ import logging
 import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -23,6 +24,7 @@ from .store import Prices, Store, load_secret_key
 
 log = logging.getLogger("glmv.server")
 
+WEB_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 ZAI = "/api/paas/v4"
 CODING = "/api/coding/paas/v4"
 OPENAI = "/v1"
@@ -93,7 +95,19 @@ def create_app(cfg: ServerConfig) -> FastAPI:
 
     @app.get("/health")
     async def health():
-        return {"status": "ok", "models": cfg.model_names}
+        """Also what the web chat needs to know: the models, whether a key is needed, the prices."""
+        prices = {"input": cfg.prices.input, "output": cfg.prices.output, "cached_ratio": cfg.prices.cached_ratio}
+        return {"status": "ok", "models": cfg.model_names, "auth_required": not auth.open(), "prices": prices}
+
+    @app.get("/", include_in_schema=False)
+    async def web_chat():
+        return web_file("index.html")
+
+    @app.get("/web/{name}", include_in_schema=False)
+    async def web_asset(name: str):
+        if name not in WEB_FILES:
+            return APIError(NOT_FOUND, f"no web file {name!r}").response()
+        return web_file(name)
 
     @app.get("/metrics")
     async def metrics():
@@ -111,6 +125,12 @@ def create_app(cfg: ServerConfig) -> FastAPI:
     app.state.glmv = state
     app.state.glmv_open = auth.open()
     return app
+
+
+def web_file(name: str) -> Response:
+    """A file of the web chat, served from the package (no CDN: it works offline)."""
+    body = files("glmv").joinpath("assets/web", name).read_bytes()
+    return Response(body, media_type=WEB_FILES[name], headers={"Cache-Control": "no-cache"})
 
 
 def _completions(state: dict, prefix: str):

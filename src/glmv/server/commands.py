@@ -26,6 +26,21 @@ def _db_options(parser: argparse.ArgumentParser) -> None:
                              "path + '.secret'); every replica serving the same database needs the same file")
 
 
+def resolve_model(model: str | None, command: str) -> Path | None:
+    """--model, or the bundled small model when none is given (None, with a message, if this build lacks it)."""
+    from ..model.loader import bundled_model
+
+    if model:
+        return Path(model)
+    path = bundled_model()
+    if path is None:
+        print(f"glmv {command}: no --model given, and this build of glmv lacks its bundled model "
+              "(glmv/assets/glmv-small). Pass --model PATH to a GLM-V checkpoint folder.", file=sys.stderr)
+    else:
+        logging.getLogger("glmv").info("no --model given: serving the bundled model %s", path)
+    return path
+
+
 def _serve(args: argparse.Namespace) -> int:
     from ..engine.config import EngineConfig
     from ..inputs.media import MediaLimits
@@ -33,10 +48,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .store import Prices
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not args.model:
-        print("glmv serve: no --model given, and this build of glmv ships no bundled model yet.\n"
-              "Pass --model PATH to a GLM-V checkpoint folder (GLM-4.5V or GLM-4.1V, Hugging Face layout).",
-              file=sys.stderr)
+    model = resolve_model(args.model, "serve")
+    if model is None:
         return 2
     limits = MediaLimits(max_image_bytes=args.max_image_bytes, max_video_bytes=args.max_video_bytes,
                          max_image_pixels=args.max_image_pixels, max_images=args.max_images,
@@ -46,7 +59,7 @@ def _serve(args: argparse.Namespace) -> int:
     engine = EngineConfig(dtype=args.dtype, device=args.device, kv_cache_memory=args.kv_cache_memory,
                           max_model_len=args.max_model_len, max_num_seqs=args.max_num_seqs,
                           max_num_batched_tokens=args.max_num_batched_tokens, limits=limits)
-    cfg = ServerConfig(Path(args.model), args.db, secret_file(args), engine, args.served_model_name, args.api_key,
+    cfg = ServerConfig(model, args.db, secret_file(args), engine, args.served_model_name, args.api_key,
                        Prices(args.price_input, args.price_output, args.cached_price_ratio),
                        args.max_concurrency_per_key, args.rpm_per_key, args.max_request_bytes)
     try:
@@ -108,7 +121,8 @@ def add_commands(commands) -> None:
                     "variant at /api/paas/v4/async/chat/completions) and the OpenAI API (POST /v1/chat/completions, "
                     "GET /v1/models), plus GET /health and GET /metrics (Prometheus). The official zai-sdk, "
                     "zhipuai and openai clients work unchanged with base_url pointed here.")
-    serve.add_argument("--model", help="checkpoint folder (Hugging Face layout)")
+    serve.add_argument("--model", help="checkpoint folder (Hugging Face layout); default: glmv-small, the small "
+                                       "model glmv ships")
     serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--served-model-name", action="append", default=[],

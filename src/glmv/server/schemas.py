@@ -38,9 +38,14 @@ class ImagePart(Lenient):
     image_url: MediaURL
 
 
+class VideoURL(MediaURL):
+    fps: float | None = None  # per-request sampling, within the server's limits
+    max_frames: int | None = None
+
+
 class VideoPart(Lenient):
     type: Literal["video_url"]
-    video_url: MediaURL
+    video_url: VideoURL
 
 
 class FilePart(Lenient):

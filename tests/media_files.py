@@ -1,10 +1,22 @@
 """Real media files for tests: images of every mode and short videos encoded with PyAV."""
 from __future__ import annotations
 
+import base64
+import io
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def data_url(image: Image.Image) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
 
 
 def random_image(width: int, height: int, seed: int = 0, mode: str = "RGB") -> Image.Image:

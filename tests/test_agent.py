@@ -49,6 +49,9 @@ def test_web_answers():
     assert parse_web("Thought: t\nAction: Click [12]").mark == 12
     scroll = parse_web("Action: Scroll [WINDOW]; [down]")
     assert (scroll.kind, scroll.mark, scroll.text) == ("scroll", None, "down")
+    assert parse_web("Action: Scroll [7]; [up]").mark == 7
+    with pytest.raises(ActionError):
+        parse_web("Action: Scroll [page]; [down]")
     assert parse_web("Thought: found\nAction: ANSWER; <content>42 stars</content>").text == "42 stars"
     assert parse_web("Action: GoBack").kind == "back" and parse_web("Action: Key; [Return]").text == "Return"
     with pytest.raises(ActionError):

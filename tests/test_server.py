@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import http.server
-import io
 import json
 import shutil
 import sqlite3
@@ -20,18 +19,12 @@ import httpx
 import pytest
 from PIL import Image
 
-from media_files import random_image, write_video
+from media_files import data_url, png_bytes, random_image, write_video
 from server_fixtures import CONTENT, REASONING, TOOL_CONTENT, glmv, scripted_checkpoint, start_server
 
 TOOLS = [{"type": "function", "function": {"name": "Describe", "description": "describe a thing", "parameters": {
     "type": "object", "properties": {"you": {"type": "integer"}}}}}]
 QUESTION = "What happens in this image?"
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +83,6 @@ def openai_client(server, key="main"):
 
 def image_message(url: str, text: str = QUESTION) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": text}]}]
-
-
-def data_url(image: Image.Image) -> str:
-    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
 
 
 def collect(stream) -> tuple[str, str, list]:

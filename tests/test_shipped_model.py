@@ -1,7 +1,5 @@
 """The model glmv ships: inside the package, small, in the official format, and really answering,
 through the real server and the real CLI, about scenes drawn fresh for each test."""
-import base64
-import io
 import json
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +13,7 @@ from glmv.model.loader import bundled_model
 from glmv.outputs.boxes import boxed
 from glmv.training.evaluate import score
 from glmv.training.synthetic import make_sample
+from media_files import data_url
 from reference import prompt_logits, reference_inputs
 from server_fixtures import glmv, start_server
 
@@ -27,12 +26,6 @@ pytestmark = pytest.mark.skipif(MODEL is None, reason="this build carries no bun
 def scenes(task, n, seed="ci"):
     """Held out from training (which draws from "{seed}:{index}") and from the model card's evaluation."""
     return [make_sample(random.Random(f"{seed}:{task}:{i}"), task) for i in range(n)]
-
-
-def data_url(image):
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def test_the_model_ships_inside_the_package_with_its_card():

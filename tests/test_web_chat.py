@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from checkpoints import make_taught_checkpoint
+from glmv.apps.render import launch
 from glmv.outputs.boxes import parse_boxes
 from server_fixtures import CONTENT, REASONING, scripted_checkpoint, start_server
 
@@ -29,8 +30,7 @@ def browser():
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        chromium = launch(p)  # glmv's own launcher: the system chromium, the flags it needs here
         yield chromium
         chromium.close()
 

@@ -139,7 +139,7 @@ def run_web_agent(model, url: str, task: str, log_dir: str | Path, max_steps: in
                         return action.text
                     if not dry_run:
                         execute(page, action, marks)
-                    history.append(f"{action.thought} Action: {action.raw.split('Action:')[-1].split('Memory_Updated:')[0].strip()}")
+                    history.append(f"{action.thought} Action: {action.written}")
                     memory = action.memory or memory
                 except ActionError as exc:  # told to the model at the next step, which may correct itself
                     record["error"] = str(exc)

@@ -93,7 +93,8 @@ class Action:
     args: dict = field(default_factory=dict)
     thought: str = ""
     memory: str = ""
-    raw: str = ""  # the answer with its box tokens removed: what goes back into the history
+    raw: str = ""  # the answer with its box tokens removed
+    written: str = ""  # the action as the model wrote it (box tokens removed): what the history repeats
 
     def pixel(self, width: int, height: int, which: str = "point") -> tuple[int, int] | None:
         """A point in thousandths (0-999) as pixels of a width x height screenshot."""
@@ -143,7 +144,7 @@ def parse_mobile(answer: str) -> Action:
     text_arg = action.get("text") or action.get("app_name") or ("Enter" if kind == "keyboard_enter" else "")
     return Action(names.get(kind, kind), point, text=text_arg,
                   args={k: v for k, v in action.items() if k not in ("action_type", "box_2d", "text")},
-                  thought=reason, memory=memory, raw=text.strip())
+                  thought=reason, memory=memory, raw=text.strip(), written=action_text[start:end + 1])
 
 
 _CALL = re.compile(r"([a-zA-Z_]+)\((.*?)\)\s*(?:$|\n|Memory:)", re.S)
@@ -160,8 +161,9 @@ def parse_pc(answer: str) -> Action:
         raise ActionError("no action call such as left_click(start_box='[x,y]') in the answer")
     name, arguments = call.group(1), call.group(2)
     kwargs = {m.group(1) or m.group(3): (m.group(2) if m.group(1) else int(m.group(4))) for m in _KWARG.finditer(arguments)}
+    written = call.group(0).split("Memory:")[0].strip()
     thought, _, memory = text.partition("Memory:")
-    thought = thought.replace(call.group(0).split("Memory:")[0].strip(), "").strip()
+    thought = thought.replace(written, "").strip()
 
     def point(key):
         if key not in kwargs:
@@ -176,7 +178,7 @@ def parse_pc(answer: str) -> Action:
         raise ActionError(f"unknown desktop action {name!r}")
     text_arg = kwargs.get("content") or kwargs.get("keys") or kwargs.get("direction") or ""
     return Action(kind, point("start_box"), point("end_box"), text=str(text_arg), args=kwargs, thought=thought,
-                  memory=memory.strip(), raw=text.strip())
+                  memory=memory.strip(), raw=text.strip(), written=written)
 
 
 def parse_web(answer: str) -> Action:
@@ -188,12 +190,12 @@ def parse_web(answer: str) -> Action:
         raise ActionError("no 'Action:' in the answer")
     line = action.group(1).strip()
     common = dict(thought=thought.group(1).strip() if thought else "", memory=memory.group(1).strip() if memory else "",
-                  raw=text.strip())
+                  raw=text.strip(), written=line)
     if m := re.match(r"Click\s*\[?(\d+)\]?", line, re.I):
         return Action("click", mark=int(m.group(1)), **common)
     if m := re.match(r"Type\s*\[?(\d+)\]?\s*;\s*\[?(.*?)\]?$", line, re.I | re.S):
         return Action("type", mark=int(m.group(1)), text=m.group(2), **common)
-    if m := re.match(r"Scroll\s*\[?(\w+)\]?\s*;\s*\[?(up|down)\]?", line, re.I):
+    if m := re.match(r"Scroll\s*\[?(\d+|WINDOW)\]?\s*;\s*\[?(up|down)\]?", line, re.I):
         target = m.group(1)
         return Action("scroll", mark=None if target.upper() == "WINDOW" else int(target), text=m.group(2).lower(),
                       **common)
@@ -207,6 +209,3 @@ def parse_web(answer: str) -> Action:
     if re.match(r"GoBack", line, re.I):
         return Action("back", **common)
     raise ActionError(f"unknown web action {line[:80]!r}")
-
-
-PARSERS = {"mobile": parse_mobile, "pc": parse_pc, "web": parse_web}

@@ -53,7 +53,19 @@ def user_message(text: str, images: list[str] = (), videos: list[str] = (), file
     return {"role": "user", "content": [*parts, {"type": "text", "text": text}] if parts else text}
 
 
-class LocalModel:
+class Model:
+    """What the tools need of a model: stream() yields Deltas then the whole Reply; ask() waits for it."""
+
+    def stream(self, messages: list[dict], thinking: bool = True, max_tokens: int = 1024,
+               temperature: float = 0.0) -> Iterator[Delta | Reply]:
+        raise NotImplementedError
+
+    def ask(self, messages: list[dict], thinking: bool = True, max_tokens: int = 1024,
+            temperature: float = 0.0) -> Reply:
+        return [r for r in self.stream(messages, thinking, max_tokens, temperature) if isinstance(r, Reply)][0]
+
+
+class LocalModel(Model):
     """The engine in this process (loads the checkpoint once)."""
 
     def __init__(self, path: str | Path, dtype: str = "bfloat16", device: str = "cpu"):
@@ -81,12 +93,8 @@ class LocalModel:
         yield Reply(out.reasoning_content or "", out.content,
                     {"prompt_tokens": len(prompt.token_ids), "completion_tokens": len(out.token_ids)})
 
-    def ask(self, messages: list[dict], thinking: bool = True, max_tokens: int = 1024,
-            temperature: float = 0.0) -> Reply:
-        return [r for r in self.stream(messages, thinking, max_tokens, temperature) if isinstance(r, Reply)][0]
 
-
-class RemoteModel:
+class RemoteModel(Model):
     """A Z.AI-compatible server: POST {url}/chat/completions, streamed over server-sent events."""
 
     def __init__(self, url: str, api_key: str | None = None, model: str = "glm-4.5v", timeout: float = 600):
@@ -125,10 +133,6 @@ class RemoteModel:
             raise ModelError(f"cannot reach {self.url}: {exc.reason}") from None
         yield reply
 
-    def ask(self, messages: list[dict], thinking: bool = True, max_tokens: int = 1024,
-            temperature: float = 0.0) -> Reply:
-        return [r for r in self.stream(messages, thinking, max_tokens, temperature) if isinstance(r, Reply)][0]
-
 
 def _error_text(exc: urllib.error.HTTPError) -> str:
     try:
@@ -165,9 +169,6 @@ def connect(model: str | None = None, url: str | None = None, api_key: str | Non
     """--url picks a server; otherwise --model (default: the bundled model) runs in this process."""
     if url:
         return RemoteModel(url, api_key, remote_model)
-    from ..model.loader import bundled_model
+    from ..model.loader import model_or_bundled
 
-    path = model or bundled_model()
-    if path is None:
-        raise ModelError("no --model given and this build of glmv lacks its bundled model")
-    return LocalModel(path, dtype, device)
+    return LocalModel(model_or_bundled(model), dtype, device)

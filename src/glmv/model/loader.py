@@ -45,6 +45,17 @@ def bundled_model() -> Path | None:
     return path if (path / "model.safetensors").is_file() else None
 
 
+def model_or_bundled(model: str | Path | None) -> Path:
+    """`model`, or the bundled small model when none is given (--model of every command)."""
+    if model:
+        return Path(model)
+    path = bundled_model()
+    if path is None:
+        raise CheckpointError("no --model given, and this build of glmv lacks its bundled model "
+                              "(glmv/assets/glmv-small): pass --model PATH to a GLM-V checkpoint folder")
+    return path
+
+
 def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype

@@ -26,30 +26,19 @@ def _db_options(parser: argparse.ArgumentParser) -> None:
                              "path + '.secret'); every replica serving the same database needs the same file")
 
 
-def resolve_model(model: str | None, command: str) -> Path | None:
-    """--model, or the bundled small model when none is given (None, with a message, if this build lacks it)."""
-    from ..model.loader import bundled_model
-
-    if model:
-        return Path(model)
-    path = bundled_model()
-    if path is None:
-        print(f"glmv {command}: no --model given, and this build of glmv lacks its bundled model "
-              "(glmv/assets/glmv-small). Pass --model PATH to a GLM-V checkpoint folder.", file=sys.stderr)
-    else:
-        logging.getLogger("glmv").info("no --model given: serving the bundled model %s", path)
-    return path
-
-
 def _serve(args: argparse.Namespace) -> int:
+    from ..config import CheckpointError
     from ..engine.config import EngineConfig
     from ..inputs.media import MediaLimits
+    from ..model.loader import model_or_bundled
     from .app import ServerConfig, create_app, is_loopback
     from .store import Prices
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model = resolve_model(args.model, "serve")
-    if model is None:
+    try:
+        model = model_or_bundled(args.model)
+    except CheckpointError as exc:
+        print(f"glmv serve: {exc}", file=sys.stderr)
         return 2
     limits = MediaLimits(max_image_bytes=args.max_image_bytes, max_video_bytes=args.max_video_bytes,
                          max_image_pixels=args.max_image_pixels, max_images=args.max_images,

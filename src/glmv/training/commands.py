@@ -38,8 +38,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.recipe and not args.model and not (model / "model.safetensors").is_file():
         print(f"creating the small model in {model}", file=sys.stderr)
         create_small_model(model, args.seed)
-    lr = args.lr or (RECIPE.lr if args.recipe else FINETUNE_LR)
-    vision_ratio = args.vision_lr_ratio or (RECIPE.vision_lr_ratio if args.recipe else 1.0)
+    lr = args.lr if args.lr is not None else (RECIPE.lr if args.recipe else FINETUNE_LR)
+    vision_ratio = (args.vision_lr_ratio if args.vision_lr_ratio is not None
+                    else RECIPE.vision_lr_ratio if args.recipe else 1.0)
     cfg = TrainConfig(steps=args.steps or RECIPE.steps, batch_size=args.batch_size, lr=lr, warmup=args.warmup,
                       vision_lr_ratio=vision_ratio, seed=args.seed,
                       save_every=args.save_every, max_length=args.max_length, device=args.device,
@@ -70,27 +71,29 @@ def _train(args: argparse.Namespace) -> int:
 
         print(json.dumps({"validation_loss": validation_loss(final, args.eval_data, cfg)}))
     if args.recipe and args.eval_samples:
-        return _report(final, args.eval_samples, out / "eval.json", args.device)
+        from .evaluate import evaluate
+
+        _report(evaluate(final, args.eval_samples, thinking=(False,), device=args.device), out / "eval.json")
     return 0
 
 
-def _report(model: Path, samples: int, path: Path, device: str, thinking: tuple[bool, ...] = (False,)) -> int:
-    from .evaluate import evaluate, markdown
+def _report(report: dict, path: str | Path | None) -> None:
+    from .evaluate import markdown
 
-    report = evaluate(model, samples, thinking=thinking, device=device)
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    if path:
+        Path(path).write_text(json.dumps(report, indent=2) + "\n")
     print(markdown(report))
-    return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
     from ..config import CheckpointError
-    from ..model.loader import bundled_model
+    from ..model.loader import model_or_bundled
     from . import evaluate
 
-    model = Path(args.model) if args.model else bundled_model()
-    if model is None:
-        print("glmv eval: --model is needed: this build of glmv ships no model", file=sys.stderr)
+    try:
+        model = model_or_bundled(args.model)
+    except CheckpointError as exc:
+        print(f"glmv eval: {exc}", file=sys.stderr)
         return 2
     modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.thinking]
     try:
@@ -99,9 +102,7 @@ def _eval(args: argparse.Namespace) -> int:
     except (CheckpointError, ValueError) as exc:
         print(f"glmv eval: {exc}", file=sys.stderr)
         return 1
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
-    print(evaluate.markdown(report))
+    _report(report, args.json)
     return 0
 
 

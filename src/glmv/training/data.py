@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import json
 import random
 from dataclasses import dataclass
@@ -52,12 +53,13 @@ def encode(builder: PromptBuilder, messages: list[dict]) -> Example:
     media = load_media(refs, builder.limits, builder.processor)
     placeholders = (builder.image_token, builder.video_token)
 
+    @functools.cache  # the whole conversation is also the last assistant turn's end
     def ids_of(upto: int, generation_prompt: bool) -> list[int]:
         text = builder._render(template_messages[:upto], True, None, generation_prompt, clear_thinking=False)
         used = sum(text.count(p) for p in placeholders)
         return builder.tokenizer.encode(builder.expand(text, media[:used]))
 
-    ids = ids_of(len(template_messages), False)
+    ids = list(ids_of(len(template_messages), False))
     targets = [IGNORE] * len(ids)
     end_of_turn = builder.tokenizer.token_id("<|user|>")
     for i, msg in enumerate(template_messages):

@@ -56,13 +56,13 @@ def score(sample: Sample, answer: str) -> float:
 
 def evaluate(model: str | Path, samples: int = 100, seed: int = 1234, tasks: list[str] | None = None,
              thinking: tuple[bool, ...] = (False, True), device: str = "cpu", dtype: str = "bfloat16",
-             llm=None, max_tokens: int = 384) -> dict:
+             max_tokens: int = 384) -> dict:
     """Score `model` on `samples` held-out scenes per task in each thinking mode; returns a report
     (see markdown()) that also keeps the first wrong answers of each task for reading."""
     from ..llm import LLM
 
     began = time.perf_counter()
-    llm = llm or LLM(model, dtype=dtype, device=device, progress=False)
+    llm = LLM(model, dtype=dtype, device=device, progress=False)
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
     report = {"model": str(model), "samples_per_task": samples, "seed": seed, "dtype": dtype, "modes": {}}
     for mode in thinking:

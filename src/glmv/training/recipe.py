@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ..config import ModelConfig
 from ..model.modeling import GlmvForConditionalGeneration
@@ -84,10 +83,6 @@ def init_weights(model: GlmvForConditionalGeneration, seed: int, std: float = 0.
                 p.fill_(1.0)
             else:
                 p.zero_()
-        for module in model.modules():
-            if isinstance(module, nn.LayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.zero_()
         for name, b in model.named_buffers():
             b.zero_()
 

@@ -114,9 +114,14 @@ def optimizer_for(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW
                               for (decay, visual), params in groups.items()], lr=cfg.lr, betas=(0.9, 0.95), eps=1e-8)
 
 
+def checkpoints(out: Path) -> list[Path]:
+    """The checkpoint folders under `out`, oldest first."""
+    return sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name[len("step-"):]))
+
+
 def latest_checkpoint(out: Path) -> Path | None:
-    found = sorted((out / "checkpoints").glob("step-*/trainer_state.pt"), key=lambda p: int(p.parent.name[5:]))
-    return found[-1].parent if found else None
+    complete = [c for c in checkpoints(out) if (c / "trainer_state.pt").is_file()]
+    return complete[-1] if complete else None
 
 
 def save_model_folder(model, folder: Path, source_model: Path) -> None:
@@ -153,9 +158,9 @@ def train(model_path: str | Path, batches: Batches, cfg: TrainConfig, out: str |
         optimizer.load_state_dict(state["optimizer"])
         start = state["step"]
     load = ExpertLoad(model)
-    log = open(out / "train_log.jsonl", "a")
     bar = tqdm(total=cfg.steps, initial=start, desc="training", unit="step", disable=not progress)
-    with ThreadPoolExecutor(max_workers=1) as prefetch:  # the next pool is prepared while this one trains
+    # line-buffered: the log can be followed while the run goes on; the next pool is prepared meanwhile
+    with open(out / "train_log.jsonl", "a", buffering=1) as log, ThreadPoolExecutor(max_workers=1) as prefetch:
         size, pool_index, pool = batches.pool, None, []
         upcoming = prefetch.submit(batches.pool_batches, start // size)
         for step in range(start, cfg.steps):
@@ -187,11 +192,9 @@ def train(model_path: str | Path, batches: Batches, cfg: TrainConfig, out: str |
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}", lr=f"{lr:.2e}")
             bar.update(1)
             if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
-                log.flush()
                 save_checkpoint(model, optimizer, step + 1, cfg, source_model, out / "checkpoints" / f"step-{step + 1}")
-                for old in sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name[5:]))[:-cfg.keep]:
+                for old in checkpoints(out)[:-cfg.keep]:
                     shutil.rmtree(old)
     bar.close()
-    log.close()
     save_model_folder(model, out / "final", source_model)
     return out / "final"

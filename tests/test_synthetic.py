@@ -79,3 +79,23 @@ def test_every_task_has_varied_wording_and_both_thinking_forms():
 def test_text_is_drawn(task):
     image = make_sample(random.Random(5), task).image
     assert np.asarray(image).std() > 5  # something is drawn on the card
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_glyph_boxes_hold_the_drawn_characters(seed):
+    sample = make_sample(random.Random(seed), "problem")
+    text = sample.reasoning.split("asks ")[1].split(".")[0] + " = ?"
+    assert "".join(g.char for g in sample.glyphs) == text.replace(" ", "")
+    pixels = np.asarray(sample.image).astype(int)
+    # the text's own colour: the candidate with the most exact pixels (the background is mid-grey)
+    ink = max((np.all(pixels == COLORS[c], axis=-1) for c in ("black", "white", "blue", "red")), key=np.sum)
+    inside = np.zeros_like(ink)
+    lefts = []
+    for glyph in sample.glyphs:
+        x1, y1, x2, y2 = glyph.box
+        assert 0 <= x1 < x2 <= sample.image.width and 0 <= y1 < y2 <= sample.image.height
+        assert ink[y1:y2, x1:x2].any(), glyph
+        inside[y1:y2, x1:x2] = True
+        lefts.append(x1)
+    assert lefts == sorted(lefts)
+    assert ink[inside].sum() >= 0.97 * ink.sum()

@@ -35,9 +35,16 @@ def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     began = time.perf_counter()
     model = Path(args.model) if args.model else out / "init"
-    if args.recipe and not args.model and not (model / "model.safetensors").is_file():
-        print(f"creating the small model in {model}", file=sys.stderr)
-        create_small_model(model, args.seed)
+    if args.recipe and not args.model:
+        if not (model / "model.safetensors").is_file():
+            print(f"creating the small model in {model}", file=sys.stderr)
+            create_small_model(model, args.seed)
+        if args.vision_steps:
+            from .vision_pretrain import pretrain_vision
+
+            if not (out / "vision" / "vision_pretrain.json").is_file():
+                pretrain_vision(model, out / "vision", args.vision_steps, args.batch_size, RECIPE.vision_lr, args.seed)
+            model = out / "vision"
     lr = args.lr if args.lr is not None else (RECIPE.lr if args.recipe else FINETUNE_LR)
     vision_ratio = (args.vision_lr_ratio if args.vision_lr_ratio is not None
                     else RECIPE.vision_lr_ratio if args.recipe else 1.0)
@@ -123,6 +130,8 @@ def add_commands(commands) -> None:
     train.add_argument("--out", default="runs/train", help="folder for checkpoints, train_log.jsonl and final/")
     train.add_argument("--steps", type=int, default=None,
                        help=f"optimizer steps (default: one epoch of the JSONL; {RECIPE.steps} for the recipe)")
+    train.add_argument("--vision-steps", type=int, default=RECIPE.vision_steps,
+                       help="with --recipe: steps of dense vision-tower pretraining before the conversations")
     train.add_argument("--batch-size", type=int, default=RECIPE.batch_size, help="conversations per step")
     train.add_argument("--lr", type=float, default=None,
                        help=f"peak learning rate (default {FINETUNE_LR} to fine-tune, {RECIPE.lr} for the recipe)")

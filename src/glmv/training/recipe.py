@@ -33,7 +33,9 @@ MAX_FRAME_TOKENS = 64
 
 @dataclass
 class Recipe:
-    steps: int = 2200
+    vision_steps: int = 600  # dense pretraining of the tower first (vision_pretrain.py)
+    vision_lr: float = 2e-3
+    steps: int = 1900
     batch_size: int = 16
     lr: float = 1.5e-3
     # The vision tower learns 10x slower than the decoder: at the full rate its features collapse into

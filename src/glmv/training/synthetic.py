@@ -54,6 +54,12 @@ class Shape:
 
 
 @dataclass
+class Glyph:
+    char: str
+    box: tuple[int, int, int, int]  # pixels, x1 y1 x2 y2
+
+
+@dataclass
 class Sample:
     task: str
     image: Image.Image
@@ -61,6 +67,7 @@ class Sample:
     answer: str  # what follows </think>
     reasoning: str  # what goes inside <think>...</think>
     shapes: list[Shape] = field(default_factory=list)
+    glyphs: list[Glyph] = field(default_factory=list)  # the rendered text's characters
 
     def messages(self, thinking: bool) -> list[dict]:
         """An OpenAI-style conversation; with thinking off the user turn ends in /nothink, as GLM-4.5V's
@@ -139,20 +146,24 @@ def font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
-def text_card(rng: random.Random, text: str) -> Image.Image:
+def text_card(rng: random.Random, text: str) -> tuple[Image.Image, list[Glyph]]:
     """The text in one line spanning 40% to 90% of the width (at most 60% of the height), so that it
-    stays legible after the processor scales the image down to the model's pixel budget."""
+    stays legible after the processor scales the image down to the model's pixel budget; with the
+    box of each character."""
     width, height = image_size(rng)
     image = background(rng, width, height)
     draw = ImageDraw.Draw(image)
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font(100))
     scale = min(width * rng.uniform(0.4, 0.9) / (right - left), height * 0.6 / (bottom - top))
-    size = max(12, int(100 * scale))
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font(size))
+    face = font(max(12, int(100 * scale)))
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=face)
     x = rng.randint(0, max(0, width - (right - left))) - left
     y = rng.randint(0, max(0, height - (bottom - top))) - top
-    draw.text((x, y), text, font=font(size), fill=COLORS[rng.choice(("black", "white", "blue", "red"))])
-    return image
+    draw.text((x, y), text, font=face, fill=COLORS[rng.choice(("black", "white", "blue", "red"))])
+    glyphs = [Glyph(char, (round(x + draw.textlength(text[:i], font=face)), y + top,
+                           round(x + draw.textlength(text[:i + 1], font=face)), y + bottom))
+              for i, char in enumerate(text) if not char.isspace()]
+    return image, glyphs
 
 
 def describe(shapes: list[Shape]) -> str:
@@ -212,8 +223,8 @@ def colour_or_shape(rng: random.Random, task: str) -> Sample:
 
 def reading(rng: random.Random) -> Sample:
     text = (rng.choice(WORDS)[:8] if rng.random() < 0.5 else str(rng.randint(0, 10 ** rng.randint(1, 8) - 1)))
-    return Sample("reading", text_card(rng, text), rng.choice(READ_Q), text,
-                  f"The image shows the text \"{text}\".")
+    image, glyphs = text_card(rng, text)
+    return Sample("reading", image, rng.choice(READ_Q), text, f"The image shows the text \"{text}\".", glyphs=glyphs)
 
 
 def slot_width(width: int, bars: int) -> float:
@@ -249,8 +260,9 @@ def problem(rng: random.Random) -> Sample:
     if op == "-" and b > a:
         a, b = b, a
     result = a + b if op == "+" else a - b if op == "-" else a * b
-    return Sample("problem", text_card(rng, f"{a} {op} {b} = ?"), rng.choice(PROBLEM_Q), f"{BOX_START}{result}{BOX_END}",
-                  f"The image asks {a} {op} {b}. {steps(a, op, b)}")
+    image, glyphs = text_card(rng, f"{a} {op} {b} = ?")
+    return Sample("problem", image, rng.choice(PROBLEM_Q), f"{BOX_START}{result}{BOX_END}",
+                  f"The image asks {a} {op} {b}. {steps(a, op, b)}", glyphs=glyphs)
 
 
 def steps(a: int, op: str, b: int) -> str:

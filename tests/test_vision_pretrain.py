@@ -1,0 +1,48 @@
+"""Dense pretraining of the vision tower: per-token targets that match the drawing, and a run that
+trains the tower alone and leaves a loadable checkpoint."""
+import json
+
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from glmv.inputs.processor import ProcessorConfig, image_grid
+from glmv.model.loader import load_model
+from glmv.training.synthetic import COLORS, SHAPES, Glyph, Sample, Shape
+from glmv.training.vision_pretrain import CHARS, pretrain_vision, token_targets
+
+
+def test_token_targets_follow_the_shape_and_the_glyphs():
+    processor = ProcessorConfig()
+    image = Image.new("RGB", (400, 400), (128, 128, 128))
+    grid = image_grid(400, 400, processor)
+    cols = grid[2] // 2
+    scene = Sample("grounding", image, "", "", "", shapes=[Shape("square", "red", (100, 100, 300, 300))])
+    targets = token_targets(scene, grid, 2).view(cols, cols, 7)
+    side = 400 / cols
+    for r in range(cols):
+        for c in range(cols):
+            top, left = r * side, c * side
+            if 100 <= left and left + side <= 300 and 100 <= top and top + side <= 300:  # wholly inside
+                assert targets[r, c, :3].tolist() == [list(COLORS).index("red") + 1, SHAPES.index("square") + 1, 0]
+                assert torch.allclose(targets[r, c, 3:], torch.tensor([0.25, 0.25, 0.75, 0.75]))
+            elif left + side <= 100 or left >= 300 or top + side <= 100 or top >= 300:  # wholly outside
+                assert targets[r, c].tolist() == [0, 0, 0, -1, -1, -1, -1]
+    text = Sample("reading", image, "", "", "", glyphs=[Glyph("7", (0, 0, 200, 400)), Glyph("a", (200, 0, 400, 400))])
+    chars = token_targets(text, grid, 2).view(cols, cols, 7)[:, :, 2]
+    assert (chars[:, : cols // 2] == CHARS.index("7") + 1).all() and (chars[:, cols // 2 + 1:] == CHARS.index("a") + 1).all()
+
+
+def test_pretraining_moves_the_tower_only_and_saves_a_checkpoint(moe_checkpoint, tmp_path):
+    out = pretrain_vision(moe_checkpoint, tmp_path / "vision", steps=3, batch_size=2, progress=False)
+    before, after = load_file(moe_checkpoint / "model.safetensors"), load_file(out / "model.safetensors")
+    assert before.keys() == after.keys()
+    for name in before:
+        same = torch.equal(before[name], after[name])
+        if "visual" in name and name.endswith("weight") and before[name].dim() >= 2:
+            assert not same, name
+        elif "visual" not in name:
+            assert same, name
+    held_out = json.loads((out / "vision_pretrain.json").read_text())["held_out"]
+    assert {"colour", "kind", "box_l1"} <= held_out.keys()
+    load_model(out, dtype="float32", progress=False)

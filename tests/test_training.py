@@ -11,7 +11,9 @@ from glmv.bench.reference import hf_model
 from glmv.inputs.media import MediaLimits
 from glmv.inputs.prompt import PromptBuilder
 from glmv.model.loader import load_model
-from glmv.training.data import IGNORE, Batches, ExampleError, JsonlSource, collate, encode, read_jsonl
+from glmv.outputs.boxes import BOX_END
+from glmv.training.data import (IGNORE, Batches, ExampleError, JsonlSource, SyntheticSource, collate, encode,
+                                 read_jsonl)
 from glmv.training.recipe import init_weights
 from glmv.training.synthetic import make_sample
 from glmv.training.trainer import RowAttention, TrainConfig, batch_loss, learning_rate, train
@@ -69,6 +71,19 @@ def test_targets_cover_exactly_the_assistant_turns(builder, tmp_path):
     assert example.positions.shape == (3, len(example))
     with pytest.raises(ExampleError, match="no assistant"):
         encode(builder, messages[:2])
+
+
+def test_synthetic_scenes_are_asked_several_questions_over_one_image(builder):
+    source = SyntheticSource(builder, seed=0, weights={"grounding": 1.0, "counting": 1.0}, questions=3)
+    turns = []
+    for i in range(12):
+        example = source.example(i)
+        assert len(example.media) == 1  # the image is sent once, with the first question
+        answers = target_text(builder, example).split("<|user|>")[:-1]
+        turns.append(len(answers))
+        assert answers[0].rstrip().endswith(BOX_END), answers  # a grounding or counting question comes first
+        assert all(answer.count("</think>") == 1 and answer.split("</think>")[1].strip() for answer in answers)
+    assert set(turns) == {1, 2, 3}
 
 
 def test_both_jsonl_forms_give_the_same_examples(moe_checkpoint, tmp_path):

@@ -55,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
                       weight_decay=args.weight_decay)
     try:
         builder = PromptBuilder.from_pretrained(model)
-        source = (SyntheticSource(builder, args.seed, RECIPE.weights) if args.recipe
+        source = (SyntheticSource(builder, args.seed, RECIPE.weights, RECIPE.questions_per_scene) if args.recipe
                   else JsonlSource(builder, args.data, args.seed))
         if not args.recipe and not args.steps:  # one epoch
             cfg.steps = -(-len(source) // cfg.batch_size)

@@ -22,7 +22,7 @@ import torch
 
 from ..inputs.prompt import MediaItem, PromptBuilder, load_media, normalize_messages
 from ..model.modeling import rope_positions
-from .synthetic import TASKS, make_sample
+from .synthetic import SCENE_TASKS, TASKS, conversation, follow_ups, make_sample
 
 IGNORE = -100
 
@@ -164,18 +164,22 @@ class JsonlSource:
 
 
 class SyntheticSource:
-    """Samples of the synthetic world; `weights` sets how often each task comes up, and half of the
-    samples think, half answer directly."""
+    """Samples of the synthetic world; `weights` sets how often each task comes up, half of the
+    conversations think, half answer directly, and a scene is asked up to `questions` questions in
+    turn (one image prefill then teaches several answers)."""
 
-    def __init__(self, builder: PromptBuilder, seed: int, weights: dict[str, float] | None = None):
-        self.builder, self.seed = builder, seed
+    def __init__(self, builder: PromptBuilder, seed: int, weights: dict[str, float] | None = None,
+                 questions: int = 1):
+        self.builder, self.seed, self.questions = builder, seed, questions
         self.weights = weights or {task: 1.0 for task in TASKS}
 
     def example(self, index: int) -> Example:
         rng = random.Random(f"{self.seed}:{index}")
         task = rng.choices(list(self.weights), weights=list(self.weights.values()))[0]
-        sample = make_sample(rng, task)
-        return encode(self.builder, sample.messages(thinking=rng.random() < 0.5))
+        samples = [make_sample(rng, task)]
+        if task in SCENE_TASKS:
+            samples += follow_ups(rng, samples[0], rng.randint(0, self.questions - 1))
+        return encode(self.builder, conversation(samples, thinking=rng.random() < 0.5))
 
 
 @dataclass

@@ -33,10 +33,11 @@ MAX_FRAME_TOKENS = 64
 
 @dataclass
 class Recipe:
-    vision_steps: int = 600  # dense pretraining of the tower first (vision_pretrain.py)
+    vision_steps: int = 900  # dense pretraining of the tower first (vision_pretrain.py)
     vision_lr: float = 2e-3
-    steps: int = 1900
+    steps: int = 1600
     batch_size: int = 16
+    questions_per_scene: int = 3  # 1 to 3 questions in turn about each scene
     lr: float = 1.5e-3
     # The vision tower learns 10x slower than the decoder: at the full rate its features collapse into
     # one constant vector within a few hundred steps (the merger's LayerNorm cannot remove a shift
@@ -72,7 +73,8 @@ def model_config(tokenizer) -> dict:
 
 def init_weights(model: GlmvForConditionalGeneration, seed: int, std: float = 0.02) -> None:
     """GPT-2 style: N(0, std) matrices and embeddings, output projections of the residual branches
-    scaled down by sqrt(2 * layers), zero biases, unit norms, zero router correction bias."""
+    scaled down by sqrt(2 * layers), zero biases, unit norms, zero router correction bias; the
+    tower's position table starts as 2D sinusoids."""
     generator = torch.Generator().manual_seed(seed)
     layers = model.config.text.num_hidden_layers
     with torch.no_grad():
@@ -87,6 +89,22 @@ def init_weights(model: GlmvForConditionalGeneration, seed: int, std: float = 0.
                 p.zero_()
         for name, b in model.named_buffers():
             b.zero_()
+        position = model.model.visual.embeddings.position_embedding.weight
+        position.copy_(sinusoid_grid(int(position.shape[0] ** 0.5), position.shape[1]))
+
+
+def sinusoid_grid(side: int, width: int) -> torch.Tensor:
+    """[side*side, width] 2D sine/cosine table of each cell's row (first half) and column (second half).
+    The post-conv RMSNorm gives patch features unit scale; a N(0, 0.02) table would be 50x weaker, and
+    the fresh tower then does not know where a patch is (its features could not place a box at all)."""
+    quarter = width // 4
+    cycles = 2.0 ** torch.linspace(-1, 3, quarter)  # half a cycle to 8 cycles over the image
+    centres = (torch.arange(side) + 0.5) / side
+    angle = 2 * torch.pi * centres[:, None] * cycles[None, :]
+    wave = torch.cat((angle.sin(), angle.cos()), dim=-1)  # [side, width / 2]
+    rows = wave[:, None, :].expand(side, side, -1)
+    cols = wave[None, :, :].expand(side, side, -1)
+    return torch.cat((rows, cols), dim=-1).reshape(side * side, -1)
 
 
 def create_small_model(path: str | Path, seed: int) -> Path:

@@ -70,13 +70,19 @@ class Sample:
     glyphs: list[Glyph] = field(default_factory=list)  # the rendered text's characters
 
     def messages(self, thinking: bool) -> list[dict]:
-        """An OpenAI-style conversation; with thinking off the user turn ends in /nothink, as GLM-4.5V's
-        switch does, and the assistant's think block is empty."""
-        question = self.question if thinking else self.question + "/nothink"
-        answer = f"<think>{self.reasoning}</think>{self.answer}" if thinking else f"<think></think>{self.answer}"
-        return [{"role": "user", "content": [{"type": "image", "image": self.image},
-                                             {"type": "text", "text": question}]},
-                {"role": "assistant", "content": answer}]
+        return conversation([self], thinking)
+
+
+def conversation(samples: list[Sample], thinking: bool) -> list[dict]:
+    """An OpenAI-style conversation about the first sample's image, one turn per sample. With thinking
+    off each user turn ends in /nothink, as GLM-4.5V's switch does, and the think block is empty."""
+    messages = []
+    for i, sample in enumerate(samples):
+        question = sample.question if thinking else sample.question + "/nothink"
+        answer = f"<think>{sample.reasoning if thinking else ''}</think>{sample.answer}"
+        content = [{"type": "image", "image": sample.image}, {"type": "text", "text": question}] if i == 0 else question
+        messages += [{"role": "user", "content": content}, {"role": "assistant", "content": answer}]
+    return messages
 
 
 def norm_box(box: tuple[int, int, int, int], width: int, height: int) -> list[int]:
@@ -170,8 +176,7 @@ def describe(shapes: list[Shape]) -> str:
     return ", ".join(f"a {s.color} {s.kind}" for s in shapes)
 
 
-def grounding(rng: random.Random) -> Sample:
-    image, shapes = scene(rng)
+def grounding(rng: random.Random, image: Image.Image, shapes: list[Shape]) -> Sample:
     target = rng.choice(shapes)
     if rng.random() < 0.5:
         matches = [s for s in shapes if s.kind == target.kind and s.color == target.color]
@@ -188,8 +193,7 @@ def grounding(rng: random.Random) -> Sample:
     return Sample("grounding", image, rng.choice(GROUNDING).format(what=what), answer, reasoning, shapes)
 
 
-def counting(rng: random.Random) -> Sample:
-    image, shapes = scene(rng)
+def counting(rng: random.Random, image: Image.Image, shapes: list[Shape]) -> Sample:
     if rng.random() < 0.4:
         n, question = len(shapes), rng.choice(COUNT_ALL)
         reasoning = f"I see {describe(shapes)}. That is {len(shapes)} shapes."
@@ -205,13 +209,13 @@ def counting(rng: random.Random) -> Sample:
     return Sample("counting", image, question, f"{BOX_START}{n}{BOX_END}", reasoning, shapes)
 
 
-def colour_or_shape(rng: random.Random, task: str) -> Sample:
-    for _ in range(100):
-        image, shapes = scene(rng)
-        key = (lambda s: s.kind) if task == "colour" else (lambda s: s.color)
-        unique = [s for s in shapes if sum(key(o) == key(s) for o in shapes) == 1]
-        if unique:
-            break
+def colour_or_shape(rng: random.Random, task: str, image: Image.Image, shapes: list[Shape]) -> Sample | None:
+    """None when no shape is the only one of its kind (colour) or colour (shape): the question would
+    be ambiguous."""
+    key = (lambda s: s.kind) if task == "colour" else (lambda s: s.color)
+    unique = [s for s in shapes if sum(key(o) == key(s) for o in shapes) == 1]
+    if not unique:
+        return None
     target = rng.choice(unique)
     if task == "colour":
         question, answer = rng.choice(COLOUR_Q).format(shape=target.kind), f"The {target.kind} is {target.color}."
@@ -275,12 +279,28 @@ def steps(a: int, op: str, b: int) -> str:
     return f"{a} x {b} = {tens} x {b} + {units} x {b} = {tens * b} + {units * b} = {a * b}."
 
 
+SCENE_TASKS = ("grounding", "counting", "colour", "shape")
+
+
+def scene_question(rng: random.Random, task: str, image: Image.Image, shapes: list[Shape]) -> Sample | None:
+    if task == "grounding":
+        return grounding(rng, image, shapes)
+    if task == "counting":
+        return counting(rng, image, shapes)
+    return colour_or_shape(rng, task, image, shapes)
+
+
 def make_sample(rng: random.Random, task: str | None = None) -> Sample:
     task = task or rng.choice(TASKS)
-    if task == "grounding":
-        return grounding(rng)
-    if task == "counting":
-        return counting(rng)
-    if task in ("colour", "shape"):
-        return colour_or_shape(rng, task)
-    return {"reading": reading, "chart": chart, "problem": problem}[task](rng)
+    if task not in SCENE_TASKS:
+        return {"reading": reading, "chart": chart, "problem": problem}[task](rng)
+    while True:  # a colour or shape question needs a scene where it has one answer
+        sample = scene_question(rng, task, *scene(rng))
+        if sample is not None:
+            return sample
+
+
+def follow_ups(rng: random.Random, first: Sample, count: int) -> list[Sample]:
+    """Up to `count` more questions of any scene task about the scene of `first`."""
+    asked = (scene_question(rng, rng.choice(SCENE_TASKS), first.image, first.shapes) for _ in range(count))
+    return [sample for sample in asked if sample is not None]

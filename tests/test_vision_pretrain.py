@@ -19,8 +19,8 @@ def test_token_targets_follow_the_shape_and_the_glyphs():
     image = Image.new("RGB", (400, 400), (128, 128, 128))
     grid = image_grid(400, 400, processor)
     cols = grid[2] // 2
-    scene = Sample("grounding", image, "", "", "", shapes=[Shape("square", "red", (100, 100, 300, 300))])
-    targets = token_targets(scene, grid, 2).view(cols, cols, 7)
+    square = Sample("grounding", image, "", "", "", shapes=[Shape("square", "red", (100, 100, 300, 300))])
+    targets = token_targets(square, grid, 2).view(cols, cols, 7)
     side = 400 / cols
     for r in range(cols):
         for c in range(cols):

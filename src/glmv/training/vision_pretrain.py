@@ -31,6 +31,7 @@ COLOUR_NAMES = list(COLORS)
 TASKS = {"grounding": 2.0, "reading": 1.0, "problem": 1.0}  # scenes of shapes, words and numbers, sums
 NONE_WEIGHT = 0.05  # most tokens show no shape and no character: without this the heads only learn "none"
 BOX_WEIGHT = 5.0  # an L1 error of 0.1 in box coordinates costs about as much as a wrong class
+CLASSES = ("colour", "kind", "char")  # the class targets, in the order of token_targets' first columns
 
 
 def token_targets(sample: Sample, grid: tuple[int, int, int], merge: int) -> torch.Tensor:
@@ -81,10 +82,10 @@ class Heads(torch.nn.Module):
         self.box = torch.nn.Linear(width, 4)
 
     def losses(self, features: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        labels = targets[:, :3].long()
+        labels = targets[:, :len(CLASSES)].long()
         has_box = targets[:, 3] >= 0
         out = {}
-        for i, name in enumerate(("colour", "kind", "char")):
+        for i, name in enumerate(CLASSES):
             weight = torch.where(labels[:, i] > 0, 1.0, NONE_WEIGHT)
             loss = F.cross_entropy(getattr(self, name)(features), labels[:, i], reduction="none")
             out[name] = (loss * weight).sum() / weight.sum()
@@ -95,7 +96,7 @@ class Heads(torch.nn.Module):
     def accuracy(self, features: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
         """Class accuracy on the tokens that carry the class, and box L1 on shape tokens."""
         out = {}
-        for i, name in enumerate(("colour", "kind", "char")):
+        for i, name in enumerate(CLASSES):
             labelled = targets[:, i] > 0
             if labelled.any():
                 guess = getattr(self, name)(features[labelled]).argmax(-1)

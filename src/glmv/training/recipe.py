@@ -33,9 +33,9 @@ MAX_FRAME_TOKENS = 64
 
 @dataclass
 class Recipe:
-    vision_steps: int = 900  # dense pretraining of the tower first (vision_pretrain.py)
+    vision_steps: int = 1300  # dense pretraining of the tower first (vision_pretrain.py)
     vision_lr: float = 2e-3
-    steps: int = 1600
+    steps: int = 1250
     batch_size: int = 16
     questions_per_scene: int = 3  # 1 to 3 questions in turn about each scene
     lr: float = 1.5e-3

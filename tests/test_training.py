@@ -167,6 +167,16 @@ def test_training_lowers_the_loss_and_a_resumed_run_ends_where_the_whole_run_doe
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == ["step-12"]
 
 
+def test_a_zero_vision_rate_freezes_the_tower(moe_checkpoint, builder, tmp_path, one_thread):
+    data = write_dataset(tmp_path, 4, seed=5)
+    batches = Batches(JsonlSource(builder, data, seed=0), 2, pad_id=0, seed=0, max_length=4096, pool=2)
+    final = train(moe_checkpoint, batches, TrainConfig(steps=2, batch_size=2, lr=1e-2, warmup=1, vision_lr_ratio=0),
+                  tmp_path / "run", progress=False)
+    before, after = load_file(moe_checkpoint / "model.safetensors"), load_file(final / "model.safetensors")
+    moved = {name for name in before if not torch.equal(before[name], after[name])}
+    assert moved and not any("visual" in name for name in moved)
+
+
 def test_a_trained_checkpoint_loads_in_transformers_with_the_same_logits(moe_checkpoint, builder, tmp_path):
     """init_weights + save_model write the official format: the reference reads it unchanged."""
     from glmv.model.saver import save_model

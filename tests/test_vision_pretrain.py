@@ -11,7 +11,7 @@ from glmv.inputs.processor import ProcessorConfig, image_grid, process_image
 from glmv.model.loader import load_model
 from glmv.training.recipe import init_weights
 from glmv.training.synthetic import COLORS, SHAPES, Glyph, Sample, Shape, scene
-from glmv.training.vision_pretrain import CHARS, pretrain_vision, token_targets
+from glmv.training.vision_pretrain import CHARS, Heads, pretrain_vision, token_targets
 
 
 def test_token_targets_follow_the_shape_and_the_glyphs():
@@ -35,6 +35,25 @@ def test_token_targets_follow_the_shape_and_the_glyphs():
     assert (chars[:, : cols // 2] == CHARS.index("7") + 1).all() and (chars[:, cols // 2 + 1:] == CHARS.index("a") + 1).all()
 
 
+def test_a_shape_smaller_than_a_token_still_owns_one():
+    """A square over one patch centre but no token centre: that token carries the square."""
+    processor = ProcessorConfig()
+    image = Image.new("RGB", (400, 400), (128, 128, 128))
+    grid = image_grid(400, 400, processor)
+    cols, patch = grid[2] // 2, 400 / grid[2]
+    centre = 2.5 * patch  # the centre of the token's second patch, in both directions (token row 1, column 1)
+    box = (round(centre - patch / 3), round(centre - patch / 3), round(centre + patch / 3), round(centre + patch / 3))
+    targets = token_targets(Sample("grounding", image, "", "", "", shapes=[Shape("square", "blue", box)]), grid, 2)
+    owned = (targets[:, 1] > 0).nonzero().squeeze(1).tolist()
+    assert owned == [1 * cols + 1]
+    assert torch.allclose(targets[owned[0], 3:], torch.tensor(box) / 400)
+
+
+def test_box_digits_are_those_the_answer_writes():
+    labels = Heads.digits(torch.tensor([[0.25, 0.2561, 0.7449, 1.0]]))
+    assert labels["hundreds"].tolist() == [[2, 2, 7, 10]] and labels["tens"].tolist() == [[5, 5, 4, 0]]
+
+
 def test_pretraining_moves_the_tower_only_and_saves_a_checkpoint(moe_checkpoint, tmp_path):
     out = pretrain_vision(moe_checkpoint, tmp_path / "vision", steps=3, batch_size=2, progress=False)
     before, after = load_file(moe_checkpoint / "model.safetensors"), load_file(out / "model.safetensors")
@@ -46,7 +65,7 @@ def test_pretraining_moves_the_tower_only_and_saves_a_checkpoint(moe_checkpoint,
         elif "visual" not in name:
             assert same, name
     held_out = json.loads((out / "vision_pretrain.json").read_text())["held_out"]
-    assert {"colour", "kind", "box_l1"} <= held_out.keys()
+    assert {"colour", "kind", "box_l1", "hundreds", "tens"} <= held_out.keys()
     load_model(out, dtype="float32", progress=False)
 
 

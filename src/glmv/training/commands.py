@@ -42,7 +42,8 @@ def _train(args: argparse.Namespace) -> int:
         if args.vision_steps:
             from .vision_pretrain import pretrain_vision
 
-            if not (out / "vision" / "vision_pretrain.json").is_file():
+            done = out / "vision" / "vision_pretrain.json"  # a finished stage of the same length is reused
+            if not done.is_file() or json.loads(done.read_text())["steps"] != args.vision_steps:
                 pretrain_vision(model, out / "vision", args.vision_steps, args.batch_size, RECIPE.vision_lr, args.seed)
             model = out / "vision"
     lr = args.lr if args.lr is not None else (RECIPE.lr if args.recipe else FINETUNE_LR)
@@ -136,7 +137,7 @@ def add_commands(commands) -> None:
     train.add_argument("--lr", type=float, default=None,
                        help=f"peak learning rate (default {FINETUNE_LR} to fine-tune, {RECIPE.lr} for the recipe)")
     train.add_argument("--vision-lr-ratio", type=float, default=None,
-                       help=f"the vision tower's learning rate as a share of --lr (default 1; "
+                       help=f"the vision tower's learning rate as a share of --lr, 0 to freeze it (default 1; "
                             f"{RECIPE.vision_lr_ratio} for the recipe)")
     train.add_argument("--warmup", type=int, default=RECIPE.warmup, help="linear warm-up steps")
     train.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay of the matrices")

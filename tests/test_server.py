@@ -496,8 +496,8 @@ def test_keys_usage_models_and_metrics(server):
     assert httpx.get(f"{server.url}/nowhere").json()["error"]["code"] == "404"
 
 
-def test_refuses_open_public_interface_and_missing_model(tmp_path):
+def test_refuses_open_public_interface_and_a_wrong_model_folder(tmp_path):
     open_public = glmv("serve", "--model", str(tmp_path), "--host", "0.0.0.0", "--db", str(tmp_path / "empty.db"))
     assert open_public.returncode == 2 and "no API keys" in open_public.stderr
-    no_model = glmv("serve", "--db", str(tmp_path / "empty.db"))
-    assert no_model.returncode == 2 and "--model" in no_model.stderr
+    no_model = glmv("serve", "--model", str(tmp_path / "missing"), "--db", str(tmp_path / "empty.db"))
+    assert no_model.returncode == 2 and "missing/config.json not found" in no_model.stderr

@@ -27,7 +27,7 @@ def _db_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ..config import CheckpointError
+    from ..config import CheckpointError, ModelConfig
     from ..engine.config import EngineConfig
     from ..inputs.media import MediaLimits
     from ..model.loader import model_or_bundled
@@ -59,6 +59,11 @@ def _serve(args: argparse.Namespace) -> int:
     if app.state.glmv_open and not is_loopback(args.host) and not args.allow_unauthenticated:
         print(f"glmv serve: no API keys exist, so anyone reaching {args.host} could use the server. Create one "
               "with `glmv keys create`, pass --api-key, or add --allow-unauthenticated.", file=sys.stderr)
+        return 2
+    try:  # the model loads at startup: name a wrong folder now, not in a traceback
+        ModelConfig.from_pretrained(model)
+    except CheckpointError as exc:
+        print(f"glmv serve: {exc}", file=sys.stderr)
         return 2
     import uvicorn
 

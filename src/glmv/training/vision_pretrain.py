@@ -8,9 +8,8 @@ token, that shape's box in 0-1 coordinates and the first two digits of its 0-100
 the character of rendered text under it. Linear heads read them off the merger's output and are
 thrown away afterwards; what stays is a tower whose features already say what is where.
 
-The digits are there because the decoder writes a box digit by digit: a small decoder learns to
-read a class off a feature (as it does for colours) long before it learns to cut a continuous
-coordinate into digits. Without them its box digits stayed at their prior for 1,250 steps.
+The digits are there because the decoder writes a box digit by digit, so the features offer each
+coordinate's leading digits as classes to read, as they offer colours.
 """
 from __future__ import annotations
 

@@ -40,6 +40,11 @@ CLASSES = ("colour", "kind", "char")  # the class targets, in the order of token
 DIGITS = ("hundreds", "tens")  # of the box's 0-1000 coordinates (hundreds 0-10: 1000 has ten)
 
 
+def centres(count: int, length: int) -> np.ndarray:
+    """Pixel coordinates of the centres of `count` equal cells along `length` pixels."""
+    return ((np.arange(count) + 0.5) * length / count).astype(int)
+
+
 def token_targets(sample: Sample, grid: tuple[int, int, int], merge: int) -> torch.Tensor:
     """[tokens, 7]: colour (0 none), kind (0 none), character (0 none), then the covering shape's box
     x1 y1 x2 y2 in 0-1 (-1 where no shape), for each merged token in row-major order. A token belongs
@@ -51,13 +56,11 @@ def token_targets(sample: Sample, grid: tuple[int, int, int], merge: int) -> tor
     draw = ImageDraw.Draw(owner)
     for i, shape in enumerate(sample.shapes):
         draw_shape(draw, shape.kind, shape.box, i + 1)
-    ys = ((np.arange(rows) + 0.5) * height / rows).astype(int)
-    xs = ((np.arange(cols) + 0.5) * width / cols).astype(int)
-    owners = np.asarray(owner)[ys[:, None], xs[None, :]]
-    patch_ys = ((np.arange(rows * merge) + 0.5) * height / (rows * merge)).astype(int)
-    patch_xs = ((np.arange(cols * merge) + 0.5) * width / (cols * merge)).astype(int)
-    patches = np.asarray(owner)[patch_ys[:, None], patch_xs[None, :]].reshape(rows, merge, cols, merge)
-    owners = np.where(owners > 0, owners, patches.max(axis=(1, 3))).reshape(-1)
+    owner = np.asarray(owner)
+    ys, xs = centres(rows, height), centres(cols, width)
+    patches = owner[centres(rows * merge, height)[:, None], centres(cols * merge, width)[None, :]]
+    owners = owner[ys[:, None], xs[None, :]]
+    owners = np.where(owners > 0, owners, patches.reshape(rows, merge, cols, merge).max(axis=(1, 3))).reshape(-1)
     out = torch.zeros(rows * cols, 7)
     out[:, 3:] = -1
     for index, who in enumerate(owners):

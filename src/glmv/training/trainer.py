@@ -152,7 +152,7 @@ def train(model_path: str | Path, batches: Batches, cfg: TrainConfig, out: str |
     device = torch.device(cfg.device)
     model = load_model(resume_from or source_model, dtype="float32", device=device, progress=False)
     model.train().requires_grad_(True)
-    if cfg.vision_lr_ratio == 0:  # a frozen tower needs no backward pass: about half the step time
+    if cfg.vision_lr_ratio == 0:  # a frozen tower needs no backward pass through it
         model.model.visual.requires_grad_(False)
     optimizer = optimizer_for(model, cfg)
     if resume_from is not None:

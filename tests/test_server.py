@@ -496,8 +496,14 @@ def test_keys_usage_models_and_metrics(server):
     assert httpx.get(f"{server.url}/nowhere").json()["error"]["code"] == "404"
 
 
-def test_refuses_open_public_interface_and_a_wrong_model_folder(tmp_path):
+def test_refuses_open_public_interface_and_a_wrong_model_folder(tmp_path, moe_checkpoint):
     open_public = glmv("serve", "--model", str(tmp_path), "--host", "0.0.0.0", "--db", str(tmp_path / "empty.db"))
     assert open_public.returncode == 2 and "no API keys" in open_public.stderr
     no_model = glmv("serve", "--model", str(tmp_path / "missing"), "--db", str(tmp_path / "empty.db"))
     assert no_model.returncode == 2 and "missing/config.json not found" in no_model.stderr
+    corrupt = shutil.copytree(moe_checkpoint, tmp_path / "corrupt")
+    weights = (corrupt / "model.safetensors").read_bytes()
+    (corrupt / "model.safetensors").write_bytes(weights[:len(weights) // 2])
+    cut = glmv("serve", "--model", str(corrupt), "--db", str(tmp_path / "empty.db"))
+    assert cut.returncode == 2 and "cannot read" in cut.stderr and "model.safetensors" in cut.stderr, cut.stderr
+    assert "Traceback" not in cut.stderr

@@ -56,14 +56,15 @@ def is_loopback(host: str) -> bool:
 
 
 def create_app(cfg: ServerConfig) -> FastAPI:
-    """The app; the model loads when the app starts (so /health answers only once it is loaded)."""
+    """The app; the model loads when the app starts (so /health answers only once it is loaded),
+    unless an engine was put in app.state.glmv["llm"] before (as `glmv serve` does)."""
     store = Store(cfg.db)
     auth = Authenticator(store, load_secret_key(cfg.secret_file, create=False), cfg.api_keys)
     state: dict = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        llm = AsyncLLM(cfg.model, cfg.engine)
+        llm = state.get("llm") or AsyncLLM(cfg.model, cfg.engine)
         state["llm"], state["metrics"] = llm, Metrics(llm.engine)
         state["chat"] = ChatService(llm, Settings(cfg.model_names, cfg.prices, max_request_bytes=cfg.max_request_bytes),
                                     store, auth, KeyLimiter(cfg.max_concurrency_per_key, cfg.rpm_per_key),

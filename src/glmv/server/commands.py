@@ -27,7 +27,8 @@ def _db_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ..config import CheckpointError, ModelConfig
+    from ..config import CheckpointError
+    from ..engine.async_llm import AsyncLLM
     from ..engine.config import EngineConfig
     from ..inputs.media import MediaLimits
     from ..model.loader import model_or_bundled
@@ -60,10 +61,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"glmv serve: no API keys exist, so anyone reaching {args.host} could use the server. Create one "
               "with `glmv keys create`, pass --api-key, or add --allow-unauthenticated.", file=sys.stderr)
         return 2
-    try:  # the model loads at startup: name a wrong folder now, not in a traceback
-        ModelConfig.from_pretrained(model)
-    except CheckpointError as exc:
-        print(f"glmv serve: {exc}", file=sys.stderr)
+    try:  # load before startup: a wrong or corrupt checkpoint is named here, not in uvicorn's traceback
+        app.state.glmv["llm"] = AsyncLLM(model, engine)
+    except (CheckpointError, OSError) as exc:
+        print(f"glmv serve: cannot load {model}: {exc}", file=sys.stderr)
         return 2
     import uvicorn
 

@@ -4,9 +4,14 @@ Scenes come from their own seed (training draws from "{seed}:{index}" strings, e
 "eval:{seed}:{task}:{index}"), questions keep their varied wording, decoding is greedy. Metrics:
 grounding, the mean IoU of the boxes (paired by overlap; a missing or extra box scores 0); chart,
 the share of table cells right; every other task, the share of exact answers.
+
+Beside the scores, how much the answers rest on the image: the loss of the expected answer
+(teacher-forced, nats per answer) with its own image and with another held-out image of the same
+task. A model that ignores the image gives both the same loss, however well it writes the answers.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -80,8 +85,39 @@ def evaluate(model: str | Path, samples: int = 100, seed: int = 1234, tasks: lis
                              "stderr": round(math.sqrt(max(mean * (1 - mean), 0) / len(scores)), 4),
                              "target": TARGETS[task], "met": mean >= TARGETS[task], "examples": misses}
         report["modes"]["thinking" if mode else "direct"] = results
+    report["image_reliance"] = image_reliance(model, samples, seed, tasks or TASKS, device)
     report["seconds"] = round(time.perf_counter() - began, 1)
     return report
+
+
+def image_reliance(model: str | Path, samples: int, seed: int, tasks, device: str = "cpu") -> dict:
+    """Per task, the mean loss in nats of each held-out expected answer (direct mode) given its own
+    image and given the next scene's image, in float32."""
+    import torch
+
+    from ..inputs.prompt import PromptBuilder
+    from ..model.loader import load_model
+    from .data import collate, encode
+    from .synthetic import conversation
+    from .trainer import batch_loss
+
+    builder = PromptBuilder.from_pretrained(model)
+    net = load_model(model, dtype="float32", device=device, progress=False)
+    pad = builder.tokenizer.token_id("<|endoftext|>")
+
+    def nats(sample: Sample) -> float:
+        batch = collate([encode(builder, conversation([sample], thinking=False))], pad)
+        return batch_loss(net, batch, torch.device(device)).item() * batch.num_targets
+
+    out = {}
+    with torch.no_grad():
+        for task in tasks:
+            scenes = held_out(task, samples, seed)
+            own = [nats(s) for s in scenes]
+            other = [nats(dataclasses.replace(s, image=scenes[(i + 1) % len(scenes)].image))
+                     for i, s in enumerate(scenes)]
+            out[task] = {"own_image": round(sum(own) / len(own), 3), "other_image": round(sum(other) / len(other), 3)}
+    return out
 
 
 def markdown(report: dict) -> str:
@@ -96,6 +132,9 @@ def markdown(report: dict) -> str:
         lines.append(f"| {task} | {first['metric']} | {first['target']:.2f} | " + " | ".join(cells) + " |")
     lines.append(f"\n{report['samples_per_task']} held-out scenes per task (seed {report['seed']}), "
                  f"{report['dtype']}, greedy decoding; {report['seconds']:.0f} s.")
+    lines += ["\nLoss of the expected answer (nats per answer, direct mode), with its own image and with another:\n",
+              "| task | own image | another image |", "| --- | --- | --- |"]
+    lines += [f"| {task} | {r['own_image']:.2f} | {r['other_image']:.2f} |" for task, r in report["image_reliance"].items()]
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..help_format import HelpFormatter
 from .recipe import Recipe
 from .synthetic import TASKS
 
@@ -117,7 +118,7 @@ def _eval(args: argparse.Namespace) -> int:
 def add_commands(commands) -> None:
     train = commands.add_parser(
         "train", help="fine-tune a GLM-V checkpoint (or train the small model from scratch)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Supervised fine-tuning with the loss on assistant tokens only: AdamW, linear warm-up then "
                     "cosine decay, gradient clipping, bf16 autocast on GPU, checkpoints every --save-every steps "
                     "(--resume continues from the last one). Data: a JSONL file whose lines are "
@@ -156,7 +157,7 @@ def add_commands(commands) -> None:
 
     ev = commands.add_parser(
         "eval", help="score a model on held-out scenes of the synthetic world",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
         description="Ask a model questions about freshly drawn scenes (grounding, counting, colour, shape, reading, "
                     "chart to table, arithmetic) through the inference engine with greedy decoding, and score the "
                     "answers: mean IoU of the boxes for grounding, the share of table cells for charts, exact "

@@ -70,10 +70,10 @@ def evaluate(model: str | Path, samples: int = 100, seed: int = 1234, tasks: lis
     llm = LLM(model, dtype=dtype, device=device, progress=False)
     params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
     report = {"model": str(model), "samples_per_task": samples, "seed": seed, "dtype": dtype, "modes": {}}
+    scenes_of = {task: held_out(task, samples, seed) for task in tasks or TASKS}
     for mode in thinking:
         results = {}
-        for task in tasks or TASKS:
-            scenes = held_out(task, samples, seed)
+        for task, scenes in scenes_of.items():
             conversations = [[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": s.image}},
                                                            {"type": "text", "text": s.question}]}] for s in scenes]
             outputs = llm.chat(conversations, params, thinking=mode)
@@ -85,38 +85,51 @@ def evaluate(model: str | Path, samples: int = 100, seed: int = 1234, tasks: lis
                              "stderr": round(math.sqrt(max(mean * (1 - mean), 0) / len(scores)), 4),
                              "target": TARGETS[task], "met": mean >= TARGETS[task], "examples": misses}
         report["modes"]["thinking" if mode else "direct"] = results
-    report["image_reliance"] = image_reliance(model, samples, seed, tasks or TASKS, device)
+    report["image_reliance"] = image_reliance(model, scenes_of, device)
     report["seconds"] = round(time.perf_counter() - began, 1)
     return report
 
 
-def image_reliance(model: str | Path, samples: int, seed: int, tasks, device: str = "cpu") -> dict:
-    """Per task, the mean loss in nats of each held-out expected answer (direct mode) given its own
-    image and given the next scene's image, in float32."""
+def teacher_forced_loss(model: str | Path, device: str = "cpu"):
+    """`model`'s prompt builder, and a function that gives the summed loss in nats over the target
+    tokens of a list of encoded examples, and their count (float32, no gradients)."""
     import torch
 
     from ..inputs.prompt import PromptBuilder
     from ..model.loader import load_model
-    from .data import collate, encode
-    from .synthetic import conversation
+    from .data import collate
     from .trainer import batch_loss
 
     builder = PromptBuilder.from_pretrained(model)
     net = load_model(model, dtype="float32", device=device, progress=False)
     pad = builder.tokenizer.token_id("<|endoftext|>")
 
+    def summed(examples) -> tuple[float, int]:
+        batch = collate(examples, pad)
+        if not batch.num_targets:
+            return 0.0, 0
+        with torch.no_grad():
+            return batch_loss(net, batch, torch.device(device)).item() * batch.num_targets, batch.num_targets
+
+    return builder, summed
+
+
+def image_reliance(model: str | Path, scenes_of: dict[str, list[Sample]], device: str = "cpu") -> dict:
+    """Per task, the mean loss in nats of each held-out expected answer (direct mode) given its own
+    image and given the next scene's image, in float32."""
+    from .data import encode
+    from .synthetic import conversation
+
+    builder, summed = teacher_forced_loss(model, device)
+
     def nats(sample: Sample) -> float:
-        batch = collate([encode(builder, conversation([sample], thinking=False))], pad)
-        return batch_loss(net, batch, torch.device(device)).item() * batch.num_targets
+        return summed([encode(builder, conversation([sample], thinking=False))])[0]
 
     out = {}
-    with torch.no_grad():
-        for task in tasks:
-            scenes = held_out(task, samples, seed)
-            own = [nats(s) for s in scenes]
-            other = [nats(dataclasses.replace(s, image=scenes[(i + 1) % len(scenes)].image))
-                     for i, s in enumerate(scenes)]
-            out[task] = {"own_image": round(sum(own) / len(own), 3), "other_image": round(sum(other) / len(other), 3)}
+    for task, scenes in scenes_of.items():
+        own = [nats(s) for s in scenes]
+        other = [nats(dataclasses.replace(s, image=scenes[(i + 1) % len(scenes)].image)) for i, s in enumerate(scenes)]
+        out[task] = {"own_image": round(sum(own) / len(own), 3), "other_image": round(sum(other) / len(other), 3)}
     return out
 
 
@@ -140,23 +153,13 @@ def markdown(report: dict) -> str:
 
 def validation_loss(model: str | Path, data: str | Path, cfg) -> float:
     """Mean loss per target token over a JSONL of held-out conversations (each once)."""
-    import torch
+    from .data import JsonlSource
 
-    from ..inputs.prompt import PromptBuilder
-    from ..model.loader import load_model
-    from .data import JsonlSource, collate
-    from .trainer import batch_loss
-
-    builder = PromptBuilder.from_pretrained(model)
+    builder, summed = teacher_forced_loss(model, cfg.device)
     source = JsonlSource(builder, data, cfg.seed)
     examples = [e for e in map(source.example, range(len(source))) if len(e) <= cfg.max_length]
-    net, device = load_model(model, dtype="float32", device=cfg.device, progress=False), torch.device(cfg.device)
-    pad = builder.tokenizer.token_id("<|endoftext|>")
     total, count = 0.0, 0
-    with torch.no_grad():
-        for k in range(0, len(examples), cfg.batch_size):
-            batch = collate(examples[k:k + cfg.batch_size], pad)
-            if batch.num_targets:
-                total += batch_loss(net, batch, device).item() * batch.num_targets
-                count += batch.num_targets
+    for k in range(0, len(examples), cfg.batch_size):
+        nats, targets = summed(examples[k:k + cfg.batch_size])
+        total, count = total + nats, count + targets
     return total / max(count, 1)

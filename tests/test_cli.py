@@ -1,4 +1,5 @@
 """The `glmv` command line, run as a user runs it."""
+import argparse
 import subprocess
 import sys
 
@@ -26,3 +27,13 @@ def test_chat_reports_a_bad_image_clearly(moe_checkpoint, tmp_path):
 def test_help_explains_the_options():
     out = glmv("chat", "--help")
     assert out.returncode == 0 and "--no-thinking" in out.stdout and "checkpoint folder" in out.stdout
+
+
+def test_every_command_names_only_real_defaults():
+    from glmv.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"serve", "chat", "ground", "doc", "render", "agent", "train", "eval", "bench"} <= commands.keys()
+    for name, command in commands.items():
+        text = command.format_help()
+        assert not any(f"(default: {empty})" in text for empty in ("None", "False", "[]")), name

@@ -5,9 +5,10 @@ import argparse
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Names each option's default, except where there is none to name (None, or off for a switch)."""
+    """Names each option's default, except where there is none to name (None, off for a switch, or an
+    empty list for a repeatable option)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None or action.default is False:
+        if action.default is None or action.default is False or action.default == []:
             return action.help
         return super()._get_help_string(action)

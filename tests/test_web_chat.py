@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from checkpoints import make_taught_checkpoint
-from glmv.apps.render import launch
+from glmv.apps.render import launch, screenshot
 from glmv.outputs.boxes import parse_boxes
 from server_fixtures import CONTENT, REASONING, scripted_checkpoint, start_server
 
@@ -109,7 +109,7 @@ def test_upload_ask_stream_box_and_thinking_switch(browser, taught_server):
     assert abs(drawn["width"] - image["width"] * (x2 - x1) / 1000) < 3
     assert abs(drawn["height"] - image["height"] * (y2 - y1) / 1000) < 3
     assert "tokens · $" in reply.locator(".usage").inner_text()
-    page.screenshot(path=str(ARTIFACTS / "grounding.png"), full_page=True)
+    screenshot(page, ARTIFACTS / "grounding.png", full_page=True)
 
     page.uncheck("#thinking")
     page.click("#clear")  # each lesson was a conversation of its own
@@ -119,7 +119,7 @@ def test_upload_ask_stream_box_and_thinking_switch(browser, taught_server):
     page.click("#clear")
     reply = ask(page, "Make a table of it.", [taught_server.image])
     assert reply.locator(".answer table td").all_inner_texts() == ["square", "1"]
-    page.screenshot(path=str(ARTIFACTS / "thinking-off-and-table.png"), full_page=True)
+    screenshot(page, ARTIFACTS / "thinking-off-and-table.png", full_page=True)
     assert not errors
 
 
@@ -150,7 +150,7 @@ def test_a_server_with_keys_asks_for_one(browser, tmp_path):
         assert reply.locator("details.thinking .text").text_content() == REASONING  # folded, so not innerText
         assert reply.locator(".answer").inner_text().startswith(CONTENT.replace("<|begin_of_box|>", "⟦")
                                                                  .replace("<|end_of_box|>", "⟧"))
-        page.screenshot(path=str(ARTIFACTS / "keyed-server.png"), full_page=True)
+        screenshot(page, ARTIFACTS / "keyed-server.png", full_page=True)
         page.reload()  # the key is remembered by the browser, not the server
         page.wait_for_function("document.querySelectorAll('#model option').length > 0")
         assert page.input_value("#key") == "k1.secret"

@@ -103,7 +103,7 @@ def run_web_agent(model, url: str, task: str, log_dir: str | Path, max_steps: in
     from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
-    from .render import launch
+    from .render import launch, screenshot
 
     log_dir = Path(log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ def run_web_agent(model, url: str, task: str, log_dir: str | Path, max_steps: in
                     settle(page)
                     marks = page.evaluate(MARK_JS)
                 shot = log_dir / f"step-{step:02d}.png"
-                page.screenshot(path=str(shot))
+                screenshot(page, shot)
                 page.evaluate(UNMARK_JS)
                 prompt = web_prompt(task, history, [describe(m) for m in marks], memory)
                 began = time.perf_counter()

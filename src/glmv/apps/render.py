@@ -40,6 +40,21 @@ def launch(playwright):
     return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
 
 
+def screenshot(page, path: str | Path, full_page: bool = False, tries: int = 4) -> None:
+    """page.screenshot, tried again after a pause when headless Chromium has no frame to give yet
+    ("Unable to capture screenshot", seen right after a page's first load on a cold, busy machine)."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in range(tries):
+        try:
+            page.screenshot(path=str(path), full_page=full_page)
+            return
+        except PlaywrightError as exc:
+            if "Unable to capture screenshot" not in str(exc) or attempt == tries - 1:
+                raise
+            page.wait_for_timeout(500 * (attempt + 1))
+
+
 def render_html(html: str, output: str | Path, width: int = 1280, height: int = 800, full_page: bool = True) -> Path:
     try:
         from playwright.sync_api import sync_playwright
@@ -52,7 +67,7 @@ def render_html(html: str, output: str | Path, width: int = 1280, height: int = 
             page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(("data:", "about:"))
                        else route.abort())
             page.set_content(html, wait_until="load", timeout=30_000)
-            page.screenshot(path=str(output), full_page=full_page)
+            screenshot(page, output, full_page)
         finally:
             browser.close()
     return Path(output)

@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .help_format import Parser
+
 
 def _bench(args: argparse.Namespace) -> int:
     try:
@@ -22,7 +24,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="glmv", description="Self-hosted GLM-V (GLM-4.5V / GLM-4.1V).")
+    parser = Parser(prog="glmv", description="Self-hosted GLM-V (GLM-4.5V / GLM-4.1V).")
     commands = parser.add_subparsers(dest="command", required=True)
     from .bench.throughput import PRESETS  # plain data; transformers is imported only when the bench runs
 
@@ -35,13 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--preset", default="small", choices=sorted(PRESETS),
                        help="model shape: small (~96M MoE, for CPU), glm-4.1v-9b or glm-4.5v (real shapes, for a GPU)")
     bench.add_argument("--layers", type=int, default=None, help="override the number of decoder layers")
-    bench.add_argument("--requests", type=int, default=32, help="concurrent requests (default 32)")
-    bench.add_argument("--image-size", type=int, default=448, help="side of each request's image in pixels (448)")
-    bench.add_argument("--prompt-tokens", type=int, default=64, help="text tokens per prompt (default 64)")
-    bench.add_argument("--output-len", type=int, default=128, help="tokens generated per request (default 128)")
+    bench.add_argument("--requests", type=int, default=32, help="concurrent requests")
+    bench.add_argument("--image-size", type=int, default=448, help="side of each request's image in pixels")
+    bench.add_argument("--prompt-tokens", type=int, default=64, help="text tokens per prompt")
+    bench.add_argument("--output-len", type=int, default=128, help="tokens generated per request")
     bench.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                       help="weights and activations for both engines (default float32)")
-    bench.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+                       help="weights and activations for both engines")
+    bench.add_argument("--device", default="cpu", help="cpu or cuda")
     bench.add_argument("--skip-sequential", action="store_true",
                        help="skip transformers one request at a time (the slowest run)")
     bench.add_argument("--peak-gbps", type=float, default=None,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..help_format import HelpFormatter
 
 
 def model_options(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +24,6 @@ def add_commands(commands) -> None:
 
     p = commands.add_parser(
         "chat", help="chat with the model in the terminal, or ask one question",
-        formatter_class=HelpFormatter,
         description="With a question: answer it (with the attached images, video or files) and exit. Without: a "
                     "conversation, streamed, thinking shown apart from the answer; type /image PATH, /video PATH or "
                     "/file PATH to attach media to the next question, /thinking on|off, /clear, /exit. Runs the "
@@ -42,7 +40,6 @@ def add_commands(commands) -> None:
 
     p = commands.add_parser(
         "ground", help="find things in an image: boxes in pixels, drawn on the image",
-        formatter_class=HelpFormatter,
         description="Ask the model where something is, parse every [x1,y1,x2,y2] box of its answer, convert the "
                     "boxes from GLM-V's 0-1000 coordinates to pixels of the original image, and print them "
                     "(or --json); -o draws them with labels. Exit status 3 when the answer holds no box.")
@@ -55,7 +52,6 @@ def add_commands(commands) -> None:
 
     p = commands.add_parser(
         "doc", help="ask about a long PDF: page ranges, a token budget, map-reduce past the context",
-        formatter_class=HelpFormatter,
         description="Render the PDF's pages (or --pages) at the resolution that fits --token-budget image tokens "
                     "per request of --chunk-pages pages, and ask the question. Documents longer than one chunk are "
                     "read map-reduce: each chunk answers on its own (progress bar), then one request combines the "
@@ -72,7 +68,6 @@ def add_commands(commands) -> None:
 
     p = commands.add_parser(
         "render", help="render the HTML of a web-page-coding answer to a screenshot",
-        formatter_class=HelpFormatter,
         description="Take the HTML out of a model's answer (its ```html block, or raw HTML) and render it with "
                     "headless Chromium (Playwright; Chromium from $GLMV_CHROMIUM or the system), offline: the "
                     "page may not fetch anything. Compare the result with the screenshot the model worked from.")
@@ -85,7 +80,6 @@ def add_commands(commands) -> None:
 
     p = commands.add_parser(
         "agent", help="a GUI agent that browses a web page in headless Chromium",
-        formatter_class=HelpFormatter,
         description="Loop: number the page's interactive elements, screenshot, ask the model (GLM-4.5V's web agent "
                     "format: Thought / Action / Memory_Updated, actions such as Click [3] or Type [5]; text), carry "
                     "out the action. Stops at an ANSWER or after --max-steps. Every step is logged to "

@@ -1,24 +1,12 @@
 """Engine knobs, in one dataclass."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import torch
 
+from ..help_format import parse_bytes
 from ..inputs.media import MediaLimits
-
-_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-
-
-def parse_bytes(text: str | int) -> int:
-    """'4GiB', '512M', '1.5g' or a plain number of bytes."""
-    if isinstance(text, int):
-        return text
-    match = re.fullmatch(r"\s*([\d.]+)\s*([kmgt]?)(i?b)?\s*", str(text).lower())
-    if not match:
-        raise ValueError(f"not a size: {text!r} (try 4GiB or 512MiB)")
-    return int(float(match[1]) * _UNITS[match[2]])
 
 
 @dataclass

@@ -5,22 +5,20 @@ import ipaddress
 import logging
 import socket
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from importlib.resources import files
-from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..engine.async_llm import AsyncLLM
-from ..engine.config import EngineConfig
 from .auth import Authenticator
 from .chat import ChatService, Settings
+from .config import ServerConfig
 from .errors import NOT_FOUND, APIError
 from .metrics import Metrics
 from .rate_limit import KeyLimiter
-from .store import Prices, Store, load_secret_key
+from .store import Store, load_secret_key
 
 log = logging.getLogger("glmv.server")
 
@@ -28,24 +26,6 @@ WEB_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css"
 ZAI = "/api/paas/v4"
 CODING = "/api/coding/paas/v4"
 OPENAI = "/v1"
-
-
-@dataclass
-class ServerConfig:
-    model: Path
-    db: str
-    secret_file: Path
-    engine: EngineConfig
-    served_model_names: list[str] = field(default_factory=list)  # empty: glm-4.5v and the folder's name
-    api_keys: list[str] = field(default_factory=list)
-    prices: Prices = field(default_factory=Prices)
-    max_concurrency_per_key: int | None = None
-    rpm_per_key: int | None = None
-    max_request_bytes: int = 64 * 1024 * 1024
-
-    @property
-    def model_names(self) -> list[str]:
-        return self.served_model_names or list(dict.fromkeys(["glm-4.5v", Path(self.model).resolve().name]))
 
 
 def is_loopback(host: str) -> bool:

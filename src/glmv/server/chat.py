@@ -36,7 +36,8 @@ from .errors import (BAD_PARAMS, INTERNAL, INVALID_FIELD, MISSING_FIELD, NO_MODE
                      APIError)
 from .metrics import Metrics
 from .rate_limit import KeyLimiter
-from .store import Prices, Store
+from .config import Prices
+from .store import Store
 
 log = logging.getLogger("glmv.server")
 

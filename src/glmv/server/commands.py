@@ -8,6 +8,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ..help_format import format_bytes, size_argument
+
 DEFAULT_DB = os.environ.get("GLMV_DB", str(Path.home() / ".glmv" / "glmv.db"))
 
 
@@ -19,8 +21,8 @@ def secret_file(args: argparse.Namespace) -> Path:
 
 def _db_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", default=DEFAULT_DB,
-                        help=f"SQLite file or SQLAlchemy URL (e.g. postgresql://...) holding API keys and usage "
-                             f"(default {DEFAULT_DB}, or $GLMV_DB)")
+                        help="SQLite file or SQLAlchemy URL (e.g. postgresql://...) holding API keys and usage "
+                             "($GLMV_DB sets the default)")
     parser.add_argument("--secret-file", default=None,
                         help="file with the server secret that API-key secrets derive from (default: the SQLite "
                              "path + '.secret'); every replica serving the same database needs the same file")
@@ -32,8 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
     from ..engine.config import EngineConfig
     from ..inputs.media import MediaLimits
     from ..model.loader import model_or_bundled
-    from .app import ServerConfig, create_app, is_loopback
-    from .store import Prices
+    from .app import create_app, is_loopback
+    from .config import Prices, ServerConfig
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -110,6 +112,10 @@ def _usage(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands) -> None:
+    from ..engine.config import EngineConfig
+    from ..inputs.media import MediaLimits
+    from .config import Prices, ServerConfig
+
     serve = commands.add_parser(
         "serve", help="serve the Z.AI and OpenAI chat APIs over HTTP",
         description="Serve a GLM-V model over HTTP with the Z.AI API (POST /api/paas/v4/chat/completions, async "
@@ -118,8 +124,9 @@ def add_commands(commands) -> None:
                     "zhipuai and openai clients work unchanged with base_url pointed here.")
     serve.add_argument("--model", help="checkpoint folder (Hugging Face layout); default: glmv-small, the small "
                                        "model glmv ships")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    engine, limits, prices = EngineConfig(), MediaLimits(), Prices()
+    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port")
     serve.add_argument("--served-model-name", action="append", default=[],
                        help="model name clients must send (repeatable; default: glm-4.5v and the folder's name)")
     serve.add_argument("--api-key", action="append", default=[],
@@ -129,34 +136,37 @@ def add_commands(commands) -> None:
     _db_options(serve)
     serve.add_argument("--allow-private-urls", action="store_true",
                        help="let media URLs reach loopback/private/link-local addresses (off: only public hosts)")
-    serve.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16", "float16"],
-                       help="weight dtype (default bfloat16)")
-    serve.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    serve.add_argument("--dtype", default=engine.dtype, choices=["float32", "bfloat16", "float16"],
+                       help="weight dtype")
+    serve.add_argument("--device", default=engine.device, help="cpu or cuda")
     serve.add_argument("--max-model-len", type=int, default=None,
                        help="context length, prompt + answer (default: the checkpoint's)")
-    serve.add_argument("--kv-cache-memory", default=None, help="KV-cache size, e.g. 4GiB (default: a share of free memory)")
-    serve.add_argument("--max-num-seqs", type=int, default=64, help="sequences decoding together (default 64)")
-    serve.add_argument("--max-num-batched-tokens", type=int, default=2048, help="tokens per engine step (default 2048)")
+    serve.add_argument("--kv-cache-memory", type=size_argument, default=None,
+                       help="KV-cache size, e.g. 4GiB (default: a share of free memory)")
+    serve.add_argument("--max-num-seqs", type=int, default=engine.max_num_seqs, help="sequences decoding together")
+    serve.add_argument("--max-num-batched-tokens", type=int, default=engine.max_num_batched_tokens,
+                       help="tokens per engine step")
     serve.add_argument("--max-concurrency-per-key", type=int, default=None,
                        help="requests one key may run at once, else error 1302 (default: no limit)")
     serve.add_argument("--rpm-per-key", type=int, default=None,
                        help="requests one key may start per minute, else error 1303 (default: no limit)")
-    serve.add_argument("--price-input", type=float, default=0.6, help="USD per million prompt tokens (default 0.6)")
-    serve.add_argument("--price-output", type=float, default=1.8, help="USD per million output tokens (default 1.8)")
-    serve.add_argument("--cached-price-ratio", type=float, default=0.2,
-                       help="price of a cached prompt token relative to the input price (default 0.2)")
-    serve.add_argument("--max-images", type=int, default=50, help="images per request (default 50)")
-    serve.add_argument("--max-videos", type=int, default=1, help="videos per request (default 1)")
-    serve.add_argument("--max-files", type=int, default=50, help="file_url parts per request (default 50)")
-    serve.add_argument("--max-image-bytes", type=int, default=5 * 2**20, help="bytes per image (default 5 MiB)")
-    serve.add_argument("--max-video-bytes", type=int, default=200 * 2**20, help="bytes per video (default 200 MiB)")
-    serve.add_argument("--max-file-bytes", type=int, default=100 * 2**20, help="bytes per file (default 100 MiB)")
-    serve.add_argument("--max-image-pixels", type=int, default=6000 * 6000,
-                       help="pixels per image or video frame, checked before decoding (default 6000x6000)")
-    serve.add_argument("--max-file-pages", type=int, default=50, help="PDF pages read per request (default 50)")
-    serve.add_argument("--fetch-timeout", type=float, default=20.0, help="seconds to fetch one media URL (default 20)")
-    serve.add_argument("--max-request-bytes", type=int, default=64 * 2**20,
-                       help="largest request body (default 64 MiB)")
+    serve.add_argument("--price-input", type=float, default=prices.input, help="USD per million prompt tokens")
+    serve.add_argument("--price-output", type=float, default=prices.output, help="USD per million output tokens")
+    serve.add_argument("--cached-price-ratio", type=float, default=prices.cached_ratio,
+                       help="price of a cached prompt token relative to the input price")
+    serve.add_argument("--max-images", type=int, default=limits.max_images, help="images per request")
+    serve.add_argument("--max-videos", type=int, default=limits.max_videos, help="videos per request")
+    serve.add_argument("--max-files", type=int, default=limits.max_files, help="file_url parts per request")
+    for kind in ("image", "video", "file"):
+        serve.add_argument(f"--max-{kind}-bytes", type=size_argument,
+                           default=format_bytes(getattr(limits, f"max_{kind}_bytes")), help=f"size of one {kind}")
+    serve.add_argument("--max-image-pixels", type=int, default=limits.max_image_pixels,
+                       help="pixels per image or video frame, checked before decoding")
+    serve.add_argument("--max-file-pages", type=int, default=limits.max_file_pages, help="PDF pages read per request")
+    serve.add_argument("--fetch-timeout", type=float, default=limits.fetch_timeout_s,
+                       help="seconds to fetch one media URL")
+    serve.add_argument("--max-request-bytes", type=size_argument,
+                       default=format_bytes(ServerConfig.max_request_bytes), help="largest request body")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 
@@ -176,7 +186,7 @@ def add_commands(commands) -> None:
 
     usage = commands.add_parser("usage", help="tokens, requests and cost per key and day",
                                 description="Report usage per API key and day from the server's database.")
-    usage.add_argument("--days", type=int, default=30, help="how many days back (default 30)")
+    usage.add_argument("--days", type=int, default=30, help="how many days back")
     _db_options(usage)
     usage.set_defaults(func=_usage)
 

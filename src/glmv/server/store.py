@@ -48,19 +48,6 @@ usage = Table(
 
 
 @dataclass
-class Prices:
-    """US dollars per million tokens; cached prompt tokens cost cached_ratio of the input price."""
-    input: float = 0.6
-    output: float = 1.8
-    cached_ratio: float = 0.2
-
-    def cost(self, prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> float:
-        fresh = prompt_tokens - cached_tokens
-        return (fresh * self.input + cached_tokens * self.input * self.cached_ratio
-                + completion_tokens * self.output) / 1e6
-
-
-@dataclass
 class KeyRecord:
     id: str
     name: str

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from ..help_format import HelpFormatter
 from .recipe import Recipe
 from .synthetic import TASKS
 
@@ -118,7 +117,6 @@ def _eval(args: argparse.Namespace) -> int:
 def add_commands(commands) -> None:
     train = commands.add_parser(
         "train", help="fine-tune a GLM-V checkpoint (or train the small model from scratch)",
-        formatter_class=HelpFormatter,
         description="Supervised fine-tuning with the loss on assistant tokens only: AdamW, linear warm-up then "
                     "cosine decay, gradient clipping, bf16 autocast on GPU, checkpoints every --save-every steps "
                     "(--resume continues from the last one). Data: a JSONL file whose lines are "
@@ -136,9 +134,9 @@ def add_commands(commands) -> None:
                        help="with --recipe: steps of dense vision-tower pretraining before the conversations")
     train.add_argument("--batch-size", type=int, default=RECIPE.batch_size, help="conversations per step")
     train.add_argument("--lr", type=float, default=None,
-                       help=f"peak learning rate (default {FINETUNE_LR} to fine-tune, {RECIPE.lr} for the recipe)")
+                       help=f"peak learning rate (default: {FINETUNE_LR} to fine-tune, {RECIPE.lr} for the recipe)")
     train.add_argument("--vision-lr-ratio", type=float, default=None,
-                       help=f"the vision tower's learning rate as a share of --lr, 0 to freeze it (default 1; "
+                       help=f"the vision tower's learning rate as a share of --lr, 0 to freeze it (default: 1; "
                             f"{RECIPE.vision_lr_ratio} for the recipe)")
     train.add_argument("--warmup", type=int, default=RECIPE.warmup, help="linear warm-up steps")
     train.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay of the matrices")
@@ -157,7 +155,6 @@ def add_commands(commands) -> None:
 
     ev = commands.add_parser(
         "eval", help="score a model on held-out scenes of the synthetic world",
-        formatter_class=HelpFormatter,
         description="Ask a model questions about freshly drawn scenes (grounding, counting, colour, shape, reading, "
                     "chart to table, arithmetic) through the inference engine with greedy decoding, and score the "
                     "answers: mean IoU of the boxes for grounding, the share of table cells for charts, exact "

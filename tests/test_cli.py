@@ -56,7 +56,7 @@ def test_every_command_names_each_real_default_once():
 
 def test_sizes_are_read_in_binary_units_and_shown_that_way():
     from glmv.cli import build_parser
-    from glmv.help_format import format_bytes, parse_bytes
+    from glmv.units import format_bytes, parse_bytes
     from glmv.inputs.media import MediaLimits
     from glmv.server.config import ServerConfig
 

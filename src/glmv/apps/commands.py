@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 
 
-
 def model_options(parser: argparse.ArgumentParser) -> None:
     """Where the model runs: in this process (--model, default the bundled one) or behind a server (--url)."""
     where = parser.add_argument_group("model")

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..help_format import parse_bytes
+from ..units import parse_bytes
 from ..inputs.media import MediaLimits
 
 

@@ -32,11 +32,11 @@ from ..outputs.tool_calls import ToolCallStream, parse_tool_calls
 from ..sampling_params import MAX_TOKENS_LIMIT, SamplingParams
 from . import schemas
 from .auth import Authenticator, Caller
+from .config import Prices
 from .errors import (BAD_PARAMS, INTERNAL, INVALID_FIELD, MISSING_FIELD, NO_MODEL, OVERLOADED, PROMPT_TOO_LONG,
                      APIError)
 from .metrics import Metrics
 from .rate_limit import KeyLimiter
-from .config import Prices
 from .store import Store
 
 log = logging.getLogger("glmv.server")

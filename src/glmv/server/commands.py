@@ -8,7 +8,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from ..help_format import format_bytes, size_argument
+from ..help_format import size_argument
+from ..units import format_bytes
 
 DEFAULT_DB = os.environ.get("GLMV_DB", str(Path.home() / ".glmv" / "glmv.db"))
 
